@@ -51,9 +51,20 @@ def activation_statistics(activations):
   Returns:
     `(mean, variance)`, each of shape `[channels]`.
   """
-  activations = np.asarray(activations, np.float64)
-  axes = tuple(range(activations.ndim - 1))
-  return activations.mean(axis=axes), activations.var(axis=axes)
+  activations = np.asarray(activations)
+  channels = activations.shape[-1]
+  total = np.zeros(channels)
+  squares = np.zeros(channels)
+  # In float64, a few hundred examples at a time: a float64 copy of a
+  # whole convolutional activation would take gigabytes.
+  for start in range(0, activations.shape[0], 256):
+    chunk = activations[start : start + 256].reshape(-1, channels)
+    chunk = chunk.astype(np.float64)
+    total += chunk.sum(axis=0)
+    squares += np.square(chunk).sum(axis=0)
+  count = activations.size // channels
+  mean = total / count
+  return mean, np.maximum(squares / count - mean**2, 0.0)
 
 
 def check_activation_shape(activation_shape, image_shape):

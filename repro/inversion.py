@@ -241,8 +241,19 @@ class InversionModel(tfd.PixelCNN):
       )
     return self.network.conditioning_features(conditional_input, False)
 
+  def _scaled(self, images):
+    """Pixel values in [low, high] mapped to the network's [-1, 1]."""
+    return 2.0 * (images - self._low) / (self._high - self._low) - 1.0
+
   def _sample_n(self, n, seed=None, conditional_input=None, training=False):
-    """Draws n images in raster order, one full network pass per pixel.
+    """Draws n images, evaluating the network on one band of rows per pixel.
+
+    The output at a pixel depends only on pixels above it and to its left,
+    so a band of `network.band_height` rows (the coarsest stage's factor)
+    can be evaluated on its own, given the rows above it that each layer
+    reads (`pixelcnn.Band`). Each pixel step then costs band_height / height
+    of a full pass. The draws are those of `sample_reference`: same
+    parameters, same seed per pixel.
 
     Args:
       n: number of images.
@@ -252,16 +263,96 @@ class InversionModel(tfd.PixelCNN):
       training: unused; sampling never applies dropout.
 
     Returns:
-      `[n, height, width, channels]` integers in [0, 255], as floats.
+      `[n, height, width, channels]` integers in [0, high], as floats.
     """
     del training
     features = self._prepare_conditional_input(n, conditional_input)
     seed = tfp.random.sanitize_seed(seed)
     height, width, channels = self.image_shape
+    band_height = self.network.band_height
+    pixels_per_band = band_height * width
+
+    def band_features(start):
+      if features is None:
+        return None
+      # tf.slice keeps the band's height static, as the layers need.
+      return [
+          f if f.shape.rank == 2
+          else tf.slice(
+              f, [0, start // 2**k, 0, 0], [-1, band_height // 2**k, -1, -1]
+          )
+          for k, f in enumerate(features)
+      ]
+
+    def evaluate(band_images, start, above):
+      band = pixelcnn.Band(above)
+      params = self.network.parameters(
+          self._scaled(band_images), band_features(start), False, band
+      )
+      return params, band.below
+
+    empty_band = tf.zeros([n, band_height, width, channels])
+    # Zeros above the first band, shaped as the layers record them.
+    _, recorded = evaluate(empty_band, 0, None)
+    above_first = {k: tf.zeros(v.shape, v.dtype) for k, v in recorded.items()}
+
+    def band_body(start, images, above):
+      def pixel_body(index, band_images):
+        params, _ = evaluate(band_images, start, above)
+        row, col = index // width, index % width
+        pixel_seed = tf.random.experimental.stateless_fold_in(
+            seed, start * width + index
+        )
+        pixel = self.sample_pixel(params, row, col, pixel_seed)
+        band_images = tf.tensor_scatter_nd_update(
+            tf.transpose(band_images, [1, 2, 0, 3]),
+            [[row, col]],
+            pixel[tf.newaxis],
+        )
+        return index + 1, tf.transpose(band_images, [2, 0, 1, 3])
+
+      _, band_images = tf.while_loop(
+          lambda index, _: index < pixels_per_band,
+          pixel_body,
+          (tf.constant(0), empty_band),
+          parallel_iterations=1,
+      )
+      _, below = evaluate(band_images, start, above)
+      images = tf.tensor_scatter_nd_update(
+          tf.transpose(images, [1, 0, 2, 3]),
+          tf.range(start, start + band_height)[:, tf.newaxis],
+          tf.transpose(band_images, [1, 0, 2, 3]),
+      )
+      return start + band_height, tf.transpose(images, [1, 0, 2, 3]), below
+
+    _, images, _ = tf.while_loop(
+        lambda start, *_: start < height,
+        band_body,
+        (tf.constant(0), tf.zeros([n, height, width, channels]), above_first),
+        parallel_iterations=1,
+    )
+    return images
+
+  def sample_reference(self, n, seed=None, conditional_input=None):
+    """Draws n images in raster order, one full network pass per pixel.
+
+    The slow path that `sample` must equal: the parameters of pixel (i, j)
+    come from the network evaluated on the whole image, as in TFP's loop.
+
+    Args:
+      n: number of images.
+      seed: stateless seed of shape `[2]`, or an int, or None.
+      conditional_input: `[n, *conditional_shape]`, or None.
+
+    Returns:
+      `[n, height, width, channels]` integers in [0, high], as floats.
+    """
+    features = self._prepare_conditional_input(n, conditional_input)
+    seed = tfp.random.sanitize_seed(seed)
+    height, width, channels = self.image_shape
 
     def body(index, images):
-      scaled = 2.0 * (images - self._low) / (self._high - self._low) - 1.0
-      params = self.network.parameters(scaled, features, training=False)
+      params = self.network.parameters(self._scaled(images), features, False)
       row, col = index // width, index % width
       pixel_seed = tf.random.experimental.stateless_fold_in(seed, index)
       pixel = self.sample_pixel(params, row, col, pixel_seed)
@@ -272,11 +363,10 @@ class InversionModel(tfd.PixelCNN):
       )
       return index + 1, tf.transpose(images, [2, 0, 1, 3])
 
-    images = tf.zeros([n, height, width, channels])
     _, images = tf.while_loop(
         lambda index, _: index < height * width,
         body,
-        (tf.constant(0), images),
+        (tf.constant(0), tf.zeros([n, height, width, channels])),
         parallel_iterations=1,
     )
     return images

@@ -36,14 +36,55 @@ def _activation(name):
   return concat_elu if name == "concat_elu" else tf.nn.elu
 
 
-def down_shift(x):
-  """Moves `[batch, height, width, channels]` one row down, zero on top."""
-  return tf.pad(x, [[0, 0], [1, 0], [0, 0], [0, 0]])[:, :-1]
+def down_shift(x, band=None, key="down_shift"):
+  """Moves `[batch, height, width, channels]` one row down.
+
+  The row shifted in on top is zero, or, when evaluating a band of rows,
+  the last row above the band (see `Band`).
+  """
+  if band is None:
+    x = tf.pad(x, [[0, 0], [1, 0], [0, 0], [0, 0]])
+  else:
+    x = band.extend(key, x, 1)
+  return x[:, :-1]
 
 
 def right_shift(x):
   """Moves `[batch, height, width, channels]` one column right."""
   return tf.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]])[:, :, :-1]
+
+
+class Band:
+  """The rows above a band that the causal layers read, and record.
+
+  The fast sampler evaluates the network on one band of rows at a time,
+  whose height is the factor 2**(num_stages - 1) of the coarsest stage. A
+  layer whose output row i reads input rows i - k .. i needs, at the top of
+  the band, the k rows of its input just above the band: `above` holds
+  them, keyed by layer, as recorded while evaluating the previous band.
+  With `above=None` they are zeros, exactly the zero padding that the full
+  image gets on top, which is right for the first band.
+
+  Attributes:
+    above: dict from key to `[batch, k, width, channels]`, or None.
+    below: dict filled during evaluation with each layer's last k input
+      rows, the `above` of the next band.
+  """
+
+  def __init__(self, above=None):
+    self.above = above
+    self.below = {}
+
+  def extend(self, key, x, rows):
+    """`x` with `rows` rows of context stacked on top; records its last."""
+    if key in self.below:
+      raise ValueError(f"Layer key {key!r} recorded twice in one band.")
+    self.below[key] = x[:, -rows:]
+    if self.above is None:
+      top = tf.zeros_like(self.below[key])
+    else:
+      top = self.above[key]
+    return tf.concat([top, x], axis=1)
 
 
 class DownShiftedConv2D(keras.layers.Layer):
@@ -60,11 +101,12 @@ class DownShiftedConv2D(keras.layers.Layer):
         filters, self.kernel_size, strides=strides, padding="valid"
     )
 
-  def call(self, x):
+  def call(self, x, band=None):
     kh, kw = self.kernel_size
-    x = tf.pad(
-        x, [[0, 0], [kh - 1, 0], [(kw - 1) // 2, (kw - 1) // 2], [0, 0]]
-    )
+    top = kh - 1
+    if band is not None and top:
+      x, top = band.extend(self.name, x, top), 0
+    x = tf.pad(x, [[0, 0], [top, 0], [(kw - 1) // 2, (kw - 1) // 2], [0, 0]])
     return self.conv(x)
 
 
@@ -78,9 +120,12 @@ class DownRightShiftedConv2D(keras.layers.Layer):
         filters, self.kernel_size, strides=strides, padding="valid"
     )
 
-  def call(self, x):
+  def call(self, x, band=None):
     kh, kw = self.kernel_size
-    x = tf.pad(x, [[0, 0], [kh - 1, 0], [kw - 1, 0], [0, 0]])
+    top = kh - 1
+    if band is not None and top:
+      x, top = band.extend(self.name, x, top), 0
+    x = tf.pad(x, [[0, 0], [top, 0], [kw - 1, 0], [0, 0]])
     return self.conv(x)
 
 
@@ -154,12 +199,12 @@ class GatedResidual(keras.layers.Layer):
           2 * filters, kernel_initializer="random_normal"
       )
 
-  def call(self, x, aux=None, condition=None, training=None):
-    c = self.conv_in(self.activation(x))
+  def call(self, x, aux=None, condition=None, training=None, band=None):
+    c = self.conv_in(self.activation(x), band=band)
     if self.aux_projection is not None:
       c = c + self.aux_projection(self.activation(aux))
     c = self.dropout(self.activation(c), training=training)
-    c = self.conv_out(c)
+    c = self.conv_out(c, band=band)
     if self.conditioning == "spatial":
       c = c + self.condition_projection(condition)
     elif self.conditioning == "global":
@@ -220,6 +265,7 @@ class PixelCNNNetwork(keras.Model):
           f"2**(num_stages - 1) = {factor} for num_stages={num_stages}."
       )
     self.image_shape = tuple(image_shape)
+    self.band_height = factor
     self.num_stages = num_stages
     self.num_resnet = num_resnet
     self.num_logistic_mix = num_logistic_mix
@@ -285,57 +331,53 @@ class PixelCNNNetwork(keras.Model):
     features = self.conditioning_features(conditional_input, training)
     return self.parameters(image, features, training=training)
 
-  def parameters(self, image, features, training=None):
+  def parameters(self, image, features, training=None, band=None):
     """Mixture parameters for `image`, given precomputed features.
 
     Args:
-      image: `[batch, height, width, channels]`, in [-1, 1].
+      image: `[batch, height, width, channels]`, in [-1, 1]; with `band`,
+        only the rows of one band.
       features: list of `num_stages` conditioning tensors, finest first, as
-        `conditioning_features` returns, or None when unconditional.
+        `conditioning_features` returns (cut to the band's rows with
+        `band`), or None when unconditional.
       training: whether dropout is active.
+      band: a `Band` to evaluate one band of rows, or None for the image.
 
     Returns:
-      The list of mixture parameters described in the class docstring.
+      The list of mixture parameters described in the class docstring, for
+      the rows of `image`.
     """
 
-    def condition(stage):
-      return None if features is None else features[stage]
+    def gated(layer, x, stage, aux=None):
+      condition = None if features is None else features[stage]
+      return layer(
+          x, aux=aux, condition=condition, training=training, band=band
+      )
 
     # A channel of ones marks the image area, so that the zero padding of
     # the shifted convolutions is told apart from black pixels.
     x = tf.concat([image, tf.ones_like(image[..., :1])], axis=-1)
-    u_list = [down_shift(self.u_init(x))]
-    ul_list = [down_shift(self.ul_init_up(x)) + right_shift(self.ul_init_left(x))]
+    u_list = [down_shift(self.u_init(x, band=band), band, "u_init/shift")]
+    ul_list = [
+        down_shift(self.ul_init_up(x, band=band), band, "ul_init_up/shift")
+        + right_shift(self.ul_init_left(x, band=band))
+    ]
 
     for stage in range(self.num_stages):
       for layer_u, layer_ul in zip(self.down_u[stage], self.down_ul[stage]):
-        u_list.append(
-            layer_u(u_list[-1], condition=condition(stage), training=training)
-        )
-        ul_list.append(
-            layer_ul(
-                ul_list[-1],
-                aux=u_list[-1],
-                condition=condition(stage),
-                training=training,
-            )
-        )
+        u_list.append(gated(layer_u, u_list[-1], stage))
+        ul_list.append(gated(layer_ul, ul_list[-1], stage, aux=u_list[-1]))
       if stage < self.num_stages - 1:
-        u_list.append(self.downsample_u[stage](u_list[-1]))
-        ul_list.append(self.downsample_ul[stage](ul_list[-1]))
+        u_list.append(self.downsample_u[stage](u_list[-1], band=band))
+        ul_list.append(self.downsample_ul[stage](ul_list[-1], band=band))
 
     u, ul = u_list.pop(), ul_list.pop()
     for index in range(self.num_stages):
       stage = self.num_stages - 1 - index
       for layer_u, layer_ul in zip(self.up_u[index], self.up_ul[index]):
-        u = layer_u(
-            u, aux=u_list.pop(), condition=condition(stage), training=training
-        )
-        ul = layer_ul(
-            ul,
-            aux=tf.concat([u, ul_list.pop()], axis=-1),
-            condition=condition(stage),
-            training=training,
+        u = gated(layer_u, u, stage, aux=u_list.pop())
+        ul = gated(
+            layer_ul, ul, stage, aux=tf.concat([u, ul_list.pop()], axis=-1)
         )
       if index < self.num_stages - 1:
         u = self.upsample_u[index](u)
@@ -344,7 +386,13 @@ class PixelCNNNetwork(keras.Model):
     params = self.output_layer(tf.nn.elu(ul))
     params = tf.reshape(
         params,
-        [-1, *self.image_shape[:2], self.num_logistic_mix, sum(self._splits)],
+        [
+            -1,
+            image.shape[1],
+            image.shape[2],
+            self.num_logistic_mix,
+            sum(self._splits),
+        ],
     )
     logits, locs, scales, coeffs = tf.split(params, self._splits, axis=-1)
     logits = tf.squeeze(logits, axis=-1)

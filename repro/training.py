@@ -153,7 +153,10 @@ def train(model, images, conditions, config, directory, seed, label=""):
   writer = tf.summary.create_file_writer(os.path.join(directory, "train"))
   start = int(step.numpy())
   progress = keras.utils.Progbar(
-      config.steps, stateful_metrics=["bits/dim"], unit_name="step"
+      config.steps,
+      stateful_metrics=["bits/dim"],
+      unit_name="step",
+      interval=1.0,
   )
   progress.update(start)
   loss_value = float("nan")
