@@ -107,8 +107,9 @@ class SpatialConditioner(keras.Model):
 
   A vector `[d]` is first mapped by a dense layer to a map at the coarsest
   resolution of the PixelCNN. A map `[h, w, c]` is processed at its own
-  resolution, resized bilinearly to the image's, processed again, and then
-  reduced by stride-2 convolutions to each coarser resolution.
+  resolution, resized bilinearly to the image's and processed again (once
+  only, if the two resolutions are the same), and then reduced by stride-2
+  convolutions to each coarser resolution.
 
   Called on `[batch, *activation_shape]`, it returns a list of `num_stages`
   tensors; entry k is `[batch, height / 2**k, width / 2**k, filters]`.
@@ -146,7 +147,9 @@ class SpatialConditioner(keras.Model):
       self.native_size = self.activation_shape[:2]
 
     self.native_blocks = [ResidualBlock(filters) for _ in range(num_blocks)]
-    self.full_blocks = [ResidualBlock(filters) for _ in range(num_blocks)]
+    self.full_blocks = []
+    if self.native_size != self.image_size:
+      self.full_blocks = [ResidualBlock(filters) for _ in range(num_blocks)]
     self.reductions = [
         keras.layers.Conv2D(filters, 3, strides=2, padding="same")
         for _ in range(num_stages - 1)

@@ -141,6 +141,7 @@ class InversionModel(tfd.PixelCNN):
     self._high = tf.constant(float(high))
     self._low = tf.constant(0.0)
     self._num_logistic_mix = network.num_logistic_mix
+    self._context_shapes = None
     self.network = network
     self.image_shape = tf.TensorShape(network.image_shape)
     self.conditional_shape = (
@@ -291,33 +292,37 @@ class InversionModel(tfd.PixelCNN):
       )
       return params, band.below
 
-    empty_band = tf.zeros([n, band_height, width, channels])
-    # Zeros above the first band, shaped as the layers record them.
-    _, recorded = evaluate(empty_band, 0, None)
-    above_first = {k: tf.zeros(v.shape, v.dtype) for k, v in recorded.items()}
-
     def band_body(start, images, above):
-      def pixel_body(index, band_images):
-        params, _ = evaluate(band_images, start, above)
-        row, col = index // width, index % width
-        pixel_seed = tf.random.experimental.stateless_fold_in(
-            seed, start * width + index
-        )
-        pixel = self.sample_pixel(params, row, col, pixel_seed)
-        band_images = tf.tensor_scatter_nd_update(
-            tf.transpose(band_images, [1, 2, 0, 3]),
-            [[row, col]],
-            pixel[tf.newaxis],
-        )
-        return index + 1, tf.transpose(band_images, [2, 0, 1, 3])
+      # Pixel steps 0 .. pixels_per_band - 1 each draw one pixel; the last
+      # evaluation sees the finished band and records the rows that the
+      # next band reads above it.
+      def pixel_body(index, band_images, _):
+        params, below = evaluate(band_images, start, above)
 
-      _, band_images = tf.while_loop(
-          lambda index, _: index < pixels_per_band,
+        def draw():
+          row, col = index // width, index % width
+          pixel_seed = tf.random.experimental.stateless_fold_in(
+              seed, start * width + index
+          )
+          pixel = self.sample_pixel(params, row, col, pixel_seed)
+          updated = tf.tensor_scatter_nd_update(
+              tf.transpose(band_images, [1, 2, 0, 3]),
+              [[row, col]],
+              pixel[tf.newaxis],
+          )
+          return tf.transpose(updated, [2, 0, 1, 3])
+
+        band_images = tf.cond(
+            index < pixels_per_band, draw, lambda: band_images
+        )
+        return index + 1, band_images, below
+
+      _, band_images, below = tf.while_loop(
+          lambda index, *_: index <= pixels_per_band,
           pixel_body,
-          (tf.constant(0), empty_band),
+          (tf.constant(0), tf.zeros([n, band_height, width, channels]), above),
           parallel_iterations=1,
       )
-      _, below = evaluate(band_images, start, above)
       images = tf.tensor_scatter_nd_update(
           tf.transpose(images, [1, 0, 2, 3]),
           tf.range(start, start + band_height)[:, tf.newaxis],
@@ -325,6 +330,11 @@ class InversionModel(tfd.PixelCNN):
       )
       return start + band_height, tf.transpose(images, [1, 0, 2, 3]), below
 
+    # Zeros above the first band, as the zero padding of the full image.
+    above_first = {
+        key: tf.zeros([n, *shape])
+        for key, shape in self._band_context_shapes().items()
+    }
     _, images, _ = tf.while_loop(
         lambda start, *_: start < height,
         band_body,
@@ -332,6 +342,32 @@ class InversionModel(tfd.PixelCNN):
         parallel_iterations=1,
     )
     return images
+
+  def _band_context_shapes(self):
+    """Shape, without batch, of each layer's rows above a band."""
+    if self._context_shapes is None:
+      # Found once by evaluating a band of one image eagerly, so that the
+      # sampler's graph holds a single copy of the network.
+      with tf.init_scope():
+        band_height = self.network.band_height
+        width, channels = self.image_shape[1:]
+        features = None
+        if self.is_conditional:
+          features = self.network.conditioning_features(
+              tf.zeros([1, *self.conditional_shape]), False
+          )
+          features = [
+              f if f.shape.rank == 2 else f[:, : band_height // 2**k]
+              for k, f in enumerate(features)
+          ]
+        band = pixelcnn.Band()
+        self.network.parameters(
+            tf.zeros([1, band_height, width, channels]), features, False, band
+        )
+        self._context_shapes = {
+            key: tuple(value.shape[1:]) for key, value in band.below.items()
+        }
+    return self._context_shapes
 
   def sample_reference(self, n, seed=None, conditional_input=None):
     """Draws n images in raster order, one full network pass per pixel.

@@ -310,9 +310,11 @@ class PixelCNNNetwork(keras.Model):
 
     num_coeffs = channels * (channels - 1) // 2
     self._splits = [1, channels, channels, num_coeffs]
-    self.output_layer = keras.layers.Dense(
-        num_logistic_mix * sum(self._splits)
-    )
+    num_outputs = num_logistic_mix * sum(self._splits)
+    self.output_layer = keras.layers.Dense(num_outputs)
+    self.condition_output = None
+    if conditioning == "spatial":
+      self.condition_output = keras.layers.Conv2D(num_outputs, 1)
 
   def conditioning_features(self, conditional_input, training=None):
     """Conditioning features per resolution, finest first, or None."""
@@ -384,6 +386,8 @@ class PixelCNNNetwork(keras.Model):
         ul = self.upsample_ul[index](ul)
 
     params = self.output_layer(tf.nn.elu(ul))
+    if self.condition_output is not None:
+      params = params + self.condition_output(features[0])
     params = tf.reshape(
         params,
         [
