@@ -10,7 +10,6 @@ import dataclasses
 import gin
 import keras
 import numpy as np
-from absl import logging
 
 ARCHITECTURES = ("digits_cnn", "cifar_resnet")
 DOWNSAMPLING = ("max_pool", "avg_pool", "strided_conv")
@@ -25,8 +24,10 @@ class ClassifierConfig:
     architecture: 'digits_cnn' (two convolution and pooling stages, a hidden
       dense layer, logits) or 'cifar_resnet' (a CIFAR-10 ResNet of He et al.
       2016, 6n + 2 layers).
-    downsampling: how 'digits_cnn' halves the resolution: 'max_pool',
-      'avg_pool' or 'strided_conv' (a 3x3 convolution of stride 2).
+    downsampling: how the resolution is halved: 'max_pool', 'avg_pool' or
+      'strided_conv' (a 3x3 convolution of stride 2). In 'cifar_resnet' it
+      applies at the first block of stages 2 and 3, where He et al. use a
+      stride-2 convolution.
     width: filters of the first convolution; later stages double it.
     hidden_units: units of the dense layer `fc` ('digits_cnn' only).
     resnet_blocks: residual blocks per stage, n ('cifar_resnet' only).
@@ -59,8 +60,7 @@ class ClassifierConfig:
       _check_positive_int(f"ClassifierConfig.{name}", getattr(self, name))
     _check_positive_int("ClassifierConfig.epochs", self.epochs, minimum=0)
     if not (
-        isinstance(self.learning_rate, (int, float))
-        and self.learning_rate > 0
+        isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0
     ):
       raise ValueError(
           f"ClassifierConfig.learning_rate={self.learning_rate!r}; accepted: "
@@ -110,8 +110,13 @@ def _cifar_resnet(config, image_shape, num_classes):
   for stage in range(3):
     filters = config.width * 2**stage
     for block in range(config.resnet_blocks):
-      strides = 2 if stage > 0 and block == 0 else 1
+      halve = stage > 0 and block == 0
       prefix = f"stage{stage + 1}_block{block + 1}"
+      strides = 1
+      if halve and config.downsampling == "strided_conv":
+        strides = 2
+      elif halve:
+        x = _downsample(config.downsampling, filters, prefix + "_pool")(x)
       y = keras.layers.Conv2D(
           filters, 3, strides=strides, padding="same", name=prefix + "_conv1"
       )(x)
@@ -209,36 +214,16 @@ def activations(model, name, images, batch_size=250):
   )
 
 
-def train_classifier(model, config, dataset):
-  """Fits the classifier on the training split.
-
-  Args:
-    model: a compiled model from `build_classifier`.
-    config: its `ClassifierConfig`.
-    dataset: a `repro.data.Dataset`.
-
-  Returns:
-    Dict of train and test accuracy and loss after training.
-  """
-  train_x = dataset.train_images.astype(np.float32)
-  test_x = dataset.test_images.astype(np.float32)
-  if config.epochs:
-    model.fit(
-        train_x,
-        dataset.train_labels,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        shuffle=True,
-        verbose=0,
-    )
-  metrics = evaluate_classifier(model, dataset)
-  logging.info(
-      "Classifier %s: train accuracy %.4f, test accuracy %.4f.",
-      model.name,
-      metrics["train_accuracy"],
-      metrics["test_accuracy"],
+def fit_one_epoch(model, config, dataset):
+  """One pass of Adam over the shuffled training split."""
+  model.fit(
+      dataset.train_images.astype(np.float32),
+      dataset.train_labels,
+      batch_size=config.batch_size,
+      epochs=1,
+      shuffle=True,
+      verbose=0,
   )
-  return metrics
 
 
 def evaluate_classifier(model, dataset):
@@ -247,9 +232,7 @@ def evaluate_classifier(model, dataset):
   for split in ("train", "test"):
     images = getattr(dataset, f"{split}_images").astype(np.float32)
     labels = getattr(dataset, f"{split}_labels")
-    loss, accuracy = model.evaluate(
-        images, labels, batch_size=500, verbose=0
-    )
+    loss, accuracy = model.evaluate(images, labels, batch_size=500, verbose=0)
     result[f"{split}_loss"] = float(loss)
     result[f"{split}_accuracy"] = float(accuracy)
   return result

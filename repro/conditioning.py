@@ -109,7 +109,8 @@ class SpatialConditioner(keras.Model):
   resolution of the PixelCNN. A map `[h, w, c]` is processed at its own
   resolution, resized bilinearly to the image's and processed again (once
   only, if the two resolutions are the same), and then reduced by stride-2
-  convolutions to each coarser resolution.
+  convolutions to each coarser resolution. A map at the image's resolution
+  also reaches the finest features through a linear 1x1 convolution.
 
   Called on `[batch, *activation_shape]`, it returns a list of `num_stages`
   tensors; entry k is `[batch, height / 2**k, width / 2**k, filters]`.
@@ -146,6 +147,13 @@ class SpatialConditioner(keras.Model):
       self.to_map = keras.layers.Conv2D(filters, 3, padding="same")
       self.native_size = self.activation_shape[:2]
 
+    # A map at the image's own resolution also takes a linear path, a 1x1
+    # convolution added to the finest features: what it says about a pixel
+    # then reaches that pixel's layers without a nonlinearity. (Added to a
+    # coarser map, resized, it blurs and was measured to hurt.)
+    self.linear = None
+    if len(self.activation_shape) == 3 and self.native_size == self.image_size:
+      self.linear = keras.layers.Conv2D(filters, 1)
     self.native_blocks = [ResidualBlock(filters) for _ in range(num_blocks)]
     self.full_blocks = []
     if self.native_size != self.image_size:
@@ -156,13 +164,16 @@ class SpatialConditioner(keras.Model):
     ]
 
   def call(self, activation, training=None):
-    x = self.to_map(self.normalize(activation))
+    normalized = self.normalize(activation)
+    x = self.to_map(normalized)
     for block in self.native_blocks:
       x = block(x)
     if self.native_size != self.image_size:
       x = tf.image.resize(x, self.image_size, method="bilinear")
     for block in self.full_blocks:
       x = block(x)
+    if self.linear is not None:
+      x = x + self.linear(normalized)
     features = [x]
     for reduce in self.reductions:
       features.append(reduce(tf.nn.relu(features[-1])))

@@ -74,40 +74,41 @@ def check_images(images, what="images"):
   rank4 = isinstance(images, np.ndarray) and images.ndim == 4
   if not rank4 or images.shape[-1] not in (1, 3) or not images.size:
     raise ValueError(
-      f"{what} is a {type(images).__name__} of shape "
-      f"{getattr(images, 'shape', None)}; accepted: a non-empty numpy array "
-      "[n, height, width, channels] with 1 or 3 channels."
+        f"{what} is a {type(images).__name__} of shape "
+        f"{getattr(images, 'shape', None)}; accepted: a non-empty numpy array "
+        "[n, height, width, channels] with 1 or 3 channels."
     )
   if images.dtype == np.uint8:
     return images
   if images.dtype == bool or images.dtype.kind not in "iuf":
     raise ValueError(
-      f"{what} has dtype {images.dtype}; accepted: an integer or float dtype."
+        f"{what} has dtype {images.dtype}; accepted: an integer or float dtype."
     )
 
   is_float = images.dtype.kind == "f"
   if is_float and not np.all(np.isfinite(images)):
     raise ValueError(
-      f"{what} holds {np.sum(~np.isfinite(images))} NaN or infinite values; "
-      "accepted: whole numbers in [0, 255]."
+        f"{what} holds {np.sum(~np.isfinite(images))} NaN or infinite values; "
+        "accepted: whole numbers in [0, 255]."
     )
   low, high = images.min(), images.max()
   whole = not is_float or np.array_equal(images, np.round(images))
   if not whole and low >= 0 and high <= 1:
     raise ValueError(
-      f"{what} holds fractions in [{low}, {high}]: it looks scaled to [0, 1], "
-      "but the pipeline expects 8-bit integers 0..255; multiply by 255 and "
-      "round."
+        f"{what} holds fractions in [{low}, {high}]: it looks scaled to "
+        "[0, 1], "
+        "but the pipeline expects 8-bit integers 0..255; multiply by 255 and "
+        "round."
     )
   if low < 0 or high > 255:
     raise ValueError(
-      f"{what} has min {low} and max {high}; accepted: whole numbers in "
-      "[0, 255]."
+        f"{what} has min {low} and max {high}; accepted: whole numbers in "
+        "[0, 255]."
     )
   if not whole:
     raise ValueError(
-      f"{what} holds non-integer values; accepted: whole numbers in "
-      "[0, 255] (round them first)."
+        f"{what} holds non-integer values; accepted: whole numbers in "
+        "[0, 255] (round them first)."
     )
   return images.astype(np.uint8)
 
@@ -152,15 +153,15 @@ def load_digits(split_seed=0):
   test = rng.permutation(np.concatenate(test))
 
   return Dataset(
-    "digits", images[train], labels[train], images[test], labels[test], 10
+      "digits", images[train], labels[train], images[test], labels[test], 10
   )
 
 
 def _cifar_unavailable(looked_for):
   return DatasetUnavailableError(
-    f"CIFAR-10 is unavailable: looked for {looked_for}. Download "
-    f"cifar-10-python.tar.gz from {CIFAR10_URL}, extract it, and bind "
-    "load_dataset.data_dir = '/path/to/cifar-10-batches-py' in gin."
+      f"CIFAR-10 is unavailable: looked for {looked_for}. Download "
+      f"cifar-10-python.tar.gz from {CIFAR10_URL}, extract it, and bind "
+      "load_dataset.data_dir = '/path/to/cifar-10-batches-py' in gin."
   )
 
 
@@ -178,7 +179,7 @@ def _cifar_paths(data_dir):
   if not tf.io.gfile.isdir(data_dir):
     raise _cifar_unavailable(f"the directory {data_dir}, which does not exist")
   raise _cifar_unavailable(
-    f"{', '.join(_CIFAR_FILES)} in {' and in '.join(candidates)}"
+      f"{', '.join(_CIFAR_FILES)} in {' and in '.join(candidates)}"
   )
 
 
@@ -194,19 +195,20 @@ def _read_cifar_batch(path):
   if not isinstance(batch, dict) or not {b"data", b"labels"} <= set(batch):
     keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
     raise ValueError(
-      f"{path} holds {keys}; accepted: a dict with keys b'data' and b'labels'."
+        f"{path} holds {keys}; accepted: a dict with keys b'data' and "
+        "b'labels'."
     )
   pixels = np.asarray(batch[b"data"])
   labels = np.asarray(batch[b"labels"], dtype=np.int64)
   if pixels.shape[1:] != (3072,) or labels.shape != pixels.shape[:1]:
     raise ValueError(
-      f"{path}: b'data' has shape {pixels.shape} and b'labels' "
-      f"{labels.shape}; accepted: [N, 3072] and [N]."
+        f"{path}: b'data' has shape {pixels.shape} and b'labels' "
+        f"{labels.shape}; accepted: [N, 3072] and [N]."
     )
   if np.any((labels < 0) | (labels > 9)):
     raise ValueError(
-      f"{path}: b'labels' range over [{labels.min()}, {labels.max()}]; "
-      "accepted: classes in [0, 9]."
+        f"{path}: b'labels' range over [{labels.min()}, {labels.max()}]; "
+        "accepted: classes in [0, 9]."
     )
   # Each row holds three 32x32 planes, red then green then blue, each in
   # raster order.
@@ -243,7 +245,7 @@ def load_cifar10(data_dir=None):
   if x_train.shape[1] == 3:
     x_train, x_test = (x.transpose(0, 2, 3, 1) for x in (x_train, x_test))
   y_train, y_test = (
-    np.reshape(y, -1).astype(np.int64) for y in (y_train, y_test)
+      np.reshape(y, -1).astype(np.int64) for y in (y_train, y_test)
   )
   return Dataset("cifar10", x_train, y_train, x_test, y_test, num_classes=10)
 
@@ -254,8 +256,8 @@ def _first(array, count, arg):
     return array
   if count > len(array):
     raise ValueError(
-      f"{arg}={count} exceeds the split's {len(array)} images; accepted: "
-      f"1..{len(array)} or None."
+        f"{arg}={count} exceeds the split's {len(array)} images; accepted: "
+        f"1..{len(array)} or None."
     )
   # A copy, so that a small run does not keep the full array alive.
   return array[:count].copy()
@@ -263,7 +265,7 @@ def _first(array, count, arg):
 
 @gin.configurable
 def load_dataset(
-  name="digits", data_dir=None, max_train=None, max_test=None, split_seed=0
+    name="digits", data_dir=None, max_train=None, max_test=None, split_seed=0
 ):
   """Loads a data set by name, optionally keeping only its first images.
 
@@ -295,19 +297,19 @@ def load_dataset(
     dataset = load_cifar10(data_dir=data_dir)
 
   dataset = dataclasses.replace(
-    dataset,
-    train_images=_first(dataset.train_images, max_train, "max_train"),
-    train_labels=_first(dataset.train_labels, max_train, "max_train"),
-    test_images=_first(dataset.test_images, max_test, "max_test"),
-    test_labels=_first(dataset.test_labels, max_test, "max_test"),
+      dataset,
+      train_images=_first(dataset.train_images, max_train, "max_train"),
+      train_labels=_first(dataset.train_labels, max_train, "max_train"),
+      test_images=_first(dataset.test_images, max_test, "max_test"),
+      test_labels=_first(dataset.test_labels, max_test, "max_test"),
   )
   check_images(dataset.train_images, f"{name} train images")
   check_images(dataset.test_images, f"{name} test images")
 
   logging.info(
-    "Loaded %s: %d train and %d test images.",
-    name,
-    len(dataset.train_labels),
-    len(dataset.test_labels),
+      "Loaded %s: %d train and %d test images.",
+      name,
+      len(dataset.train_labels),
+      len(dataset.test_labels),
   )
   return dataset

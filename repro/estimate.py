@@ -49,7 +49,10 @@ def bootstrap_mean(values, num_resamples=2000, confidence=0.95, seed=0):
 
 
 def mutual_information(
-    unconditional_nll, conditional_nll, num_resamples=2000, confidence=0.95,
+    unconditional_nll,
+    conditional_nll,
+    num_resamples=2000,
+    confidence=0.95,
     seed=0,
 ):
   """Î = mean over test images of NLL_uncond(x) - NLL_cond(x | f(x)).

@@ -1,11 +1,19 @@
 """The paper's experiments, each a gin-configurable function.
 
 An experiment takes its output directory, an artifact store and a master
-seed, trains or reuses what it needs through `repro.pipeline`, and writes
-its numbers to `results.json` (plus tables) and its samples to
-`samples.npz`. Figures are drawn afterwards from those files alone.
+seed, trains or reuses what it needs through `repro.pipeline`, and returns
+its results (every number, as a JSON-serialisable dict) and its sample
+arrays. `repro.main` writes them to files; the figures are drawn from those
+files alone.
+
+Every MI table carries control rows computed by the same code as the layer
+rows: the image itself (Î should approach H(x)), a constant (Î should be
+zero within its interval) and the true label (Î should not exceed
+log2(classes) beyond its interval).
 """
 
+import dataclasses
+import math
 import time
 
 import gin
@@ -17,10 +25,9 @@ from repro import data
 from repro import estimate
 from repro import inversion
 from repro import pipeline
-from repro import tables
 from repro import training
 
-DIGITS_LAYERS = ("input", "conv1", "pool1", "conv2", "pool2", "fc", "logits")
+DIGITS_LAYERS = ("conv1", "pool1", "conv2", "pool2", "fc", "logits")
 
 
 def sample_indices(labels, count):
@@ -41,29 +48,224 @@ def sample_indices(labels, count):
   return chosen + others[: count - len(chosen)]
 
 
-def _mi_row(trained, unconditional_nll, dims, resamples, seed):
+class Study:
+  """What every MI experiment shares: data, configs, store and progress.
+
+  Attributes:
+    dataset: the `Dataset`.
+    pixelcnn_config: the inversion models' sizes.
+    train_config: how they are trained.
+    classifier_config: the classifier, as gin configures it.
+    store: the `ArtifactStore`.
+    seed: the master seed.
+    total: how many inversion models the experiment needs, for progress.
+  """
+
+  def __init__(self, store, seed, total_models):
+    self.dataset = data.load_dataset()
+    self.pixelcnn_config = inversion.PixelCNNConfig()
+    self.train_config = training.TrainConfig()
+    self.classifier_config = classifiers.ClassifierConfig()
+    inversion.check_image_shape(
+        self.dataset.image_shape, self.pixelcnn_config.num_stages
+    )
+    self.store = store
+    self.seed = seed
+    self.total = total_models
+    self.done = 0
+    self.dims = float(np.prod(self.dataset.image_shape))
+    self.models = []
+
+  def check_layers(self, layers, config=None):
+    """Fails before any training if a layer name is not in the classifier."""
+    model = classifiers.build_classifier(
+        config or self.classifier_config,
+        self.dataset.image_shape,
+        self.dataset.num_classes,
+    )
+    classifiers.probe(model, list(layers))
+
+  def model(self, condition):
+    """The trained inversion model for `condition`, counted in progress."""
+    self.done += 1
+    logging.info(
+        "[model %d/%d] %s (%s)",
+        self.done,
+        self.total,
+        condition.name,
+        condition.conditioning,
+    )
+    trained = pipeline.inversion_model(
+        self.store,
+        self.dataset,
+        condition,
+        self.pixelcnn_config,
+        self.train_config,
+        self.seed,
+    )
+    self.models.append(trained)
+    return trained
+
+  def unconditional(self):
+    return self.model(pipeline.unconditional())
+
+  def controls(self, unconditional, kinds, resamples):
+    """Rows for the control conditions, each with its expectation checked."""
+    rows = []
+    for kind in kinds:
+      trained = self.model(
+          pipeline.control_condition(kind, self.dataset, "spatial")
+      )
+      rows.append(
+          control_row(
+              mi_row(trained, unconditional, self.dims, resamples, self.seed),
+              unconditional,
+              self.dataset.num_classes,
+              resamples,
+              self.seed,
+          )
+      )
+    return rows
+
+  def samples(self, trained, indices, samples_per_image):
+    return pipeline.samples(
+        trained, self.dataset, indices, samples_per_image, self.seed
+    )
+
+  def artifacts(self, classifiers_used):
+    """How many artifacts this run trained and how many it found."""
+    records = [m.record for m in self.models]
+    records += [c.record for c in classifiers_used]
+    return {
+        "trained": sum(not r["reused"] for r in records),
+        "reused": sum(bool(r["reused"]) for r in records),
+    }
+
+
+def mi_row(trained, unconditional, dims, resamples, seed):
+  """One table row: a model's test NLL and its MI estimate."""
   mi = estimate.mutual_information(
-      unconditional_nll, trained.test_nll, resamples, seed=seed
+      unconditional.test_nll, trained.test_nll, resamples, seed=seed
   )
   return {
       "layer": trained.condition.name,
+      "kind": "layer",
       "conditioning": trained.condition.conditioning,
       "shape": list(trained.condition.shape),
       "bits_per_dim": float(trained.test_nll.mean() / dims),
       "nll_bits": float(trained.test_nll.mean()),
       "mi": mi,
+      "check": None,
       "reused": trained.record["reused"],
       "train_seconds": trained.record["train_seconds"],
       "final_train_bits_per_dim": trained.record["final_train_bits_per_dim"],
   }
 
 
-@gin.configurable(denylist=["output_dir", "store", "seed"])
+@gin.configurable(
+    denylist=["row", "unconditional", "num_classes", "resamples", "seed"]
+)
+def control_row(
+    row, unconditional, num_classes, resamples, seed, input_fraction=0.8
+):
+  """Marks a row as a control and checks what its MI should be.
+
+  Args:
+    row: a row from `mi_row` for the 'input', 'constant' or 'label' control.
+    unconditional: the unconditional `TrainedInversion` (for H(x)).
+    num_classes: classes of the data set.
+    resamples: bootstrap resamples.
+    seed: bootstrap seed.
+    input_fraction: the identity control holds if Î(x; x) is at least this
+      fraction of the estimated H(x).
+
+  Returns:
+    The row with `kind='control'` and `check` set to the expectation, in
+    words, and whether it held.
+  """
+  mi = row["mi"]
+  if row["layer"] == "input":
+    entropy = estimate.bootstrap_mean(
+        unconditional.test_nll, resamples, seed=seed
+    )
+    expectation = f"Î >= {input_fraction:.0%} of Ĥ(x)"
+    held = mi["mean"] >= input_fraction * entropy["mean"]
+  elif row["layer"] == "constant":
+    expectation = "0 within the interval"
+    held = mi["low"] <= 0.0 <= mi["high"]
+  else:
+    bound = math.log2(num_classes)
+    expectation = f"Î <= log2({num_classes}) = {bound:.2f} within the interval"
+    held = mi["low"] <= bound
+  return dict(
+      row,
+      kind="control",
+      check={"expectation": expectation, "held": bool(held)},
+  )
+
+
+def flag_rises_with_depth(rows):
+  """Flags layer rows whose Î exceeds a shallower layer's beyond intervals.
+
+  For a feed-forward chain the data processing inequality says that MI
+  cannot grow with depth; a row is flagged when its interval lies wholly
+  above the interval of some shallower layer.
+
+  Args:
+    rows: layer rows in depth order, each with an `mi` dict.
+
+  Returns:
+    The rows, each with `rises_with_depth` (bool) and `rises_above` (the
+    shallower layers it exceeds).
+  """
+  result = []
+  for index, row in enumerate(rows):
+    above = [
+        earlier["layer"]
+        for earlier in rows[:index]
+        if row["mi"]["low"] > earlier["mi"]["high"]
+    ]
+    result.append(dict(row, rises_with_depth=bool(above), rises_above=above))
+  return result
+
+
+def entropy_summary(unconditional, dims, resamples, seed):
+  return {
+      "bits_per_dim": float(unconditional.test_nll.mean() / dims),
+      "entropy": estimate.bootstrap_mean(
+          unconditional.test_nll, resamples, seed=seed
+      ),
+      "reused": unconditional.record["reused"],
+      "train_seconds": unconditional.record["train_seconds"],
+  }
+
+
+def classifier_summary(trained):
+  return {
+      "config": trained.spec["classifier"],
+      "train_accuracy": trained.record["train_accuracy"],
+      "test_accuracy": trained.record["test_accuracy"],
+      "reused": trained.record["reused"],
+  }
+
+
+def _layer_rows(study, trained_classifier, layers, unconditional, resamples):
+  rows, models = [], {}
+  for layer in layers:
+    trained = study.model(pipeline.layer_condition(trained_classifier, layer))
+    models[layer] = trained
+    rows.append(
+        mi_row(trained, unconditional, study.dims, resamples, study.seed)
+    )
+  return flag_rises_with_depth(rows), models
+
+
+@gin.configurable(denylist=["store", "seed"])
 def mi_per_layer(
-    output_dir,
     store,
     seed,
     layers=DIGITS_LAYERS,
+    controls=pipeline.CONTROLS,
     global_conditioning_layers=("input",),
     num_sample_images=8,
     samples_per_image=1,
@@ -71,123 +273,305 @@ def mi_per_layer(
 ):
   """MI between the input and each probed layer of one classifier.
 
-  Trains the classifier, an unconditional PixelCNN for H(x), and one
-  inversion model per layer (conditioned per pixel), plus TFP's global
-  conditioning for `global_conditioning_layers` as the comparison.
+  Trains the classifier, an unconditional PixelCNN for H(x), the controls,
+  and one inversion model per layer (conditioned per pixel), plus TFP's
+  global conditioning for `global_conditioning_layers` as the comparison.
 
   Args:
-    output_dir: where results are written.
     store: an `ArtifactStore` for trained models.
     seed: the master seed.
-    layers: layer names in depth order; 'input' is the image itself.
-    global_conditioning_layers: layers also inverted with TFP's stock
-      global conditioning.
+    layers: probed layer names in depth order.
+    controls: control rows, from 'input', 'constant' and 'label'.
+    global_conditioning_layers: layers or controls also inverted with TFP's
+      stock global conditioning.
     num_sample_images: test images shown in the sample figure.
     samples_per_image: samples per test image and layer.
     bootstrap_resamples: resamples for every interval.
 
   Returns:
-    The results dict that is also written to `results.json`.
+    `(results, samples)`: the dict of every number and the sample arrays.
   """
   started = time.time()
-  dataset = data.load_dataset()
-  pixelcnn_config = inversion.PixelCNNConfig()
-  train_config = training.TrainConfig()
-  inversion.check_image_shape(dataset.image_shape, pixelcnn_config.num_stages)
-  classifier_config = classifiers.ClassifierConfig()
-
-  trained_classifier = pipeline.classifier(
-      store, classifier_config, dataset, seed
+  total = 1 + len(controls) + len(layers) + len(global_conditioning_layers)
+  study = Study(store, seed, total)
+  study.check_layers(layers)
+  unknown = sorted(
+      set(global_conditioning_layers) - set(layers) - set(controls)
   )
-  classifiers.probe(trained_classifier.model, list(layers))
-  unknown = sorted(set(global_conditioning_layers) - set(layers))
   if unknown:
     raise ValueError(
         f"global_conditioning_layers {unknown} are not among the probed "
-        f"layers {list(layers)}."
+        f"layers {list(layers)} or controls {list(controls)}."
     )
 
-  jobs = [(layer, "spatial") for layer in layers]
-  jobs += [(layer, "global") for layer in global_conditioning_layers]
-  total = len(jobs) + 1
-  dims = float(np.prod(dataset.image_shape))
-
-  logging.info("[1/%d] unconditional model", total)
-  unconditional = pipeline.inversion_model(
-      store,
-      dataset,
-      pipeline.unconditional(),
-      pixelcnn_config,
-      train_config,
-      seed,
+  trained_classifier = pipeline.classifier(
+      store, study.classifier_config, study.dataset, seed
   )
-  trained = []
-  for number, (layer, conditioning) in enumerate(jobs, start=2):
-    logging.info("[%d/%d] %s (%s)", number, total, layer, conditioning)
-    condition = pipeline.layer_condition(
-        trained_classifier, dataset, layer, conditioning
-    )
-    trained.append(
-        pipeline.inversion_model(
-            store, dataset, condition, pixelcnn_config, train_config, seed
+  unconditional = study.unconditional()
+  control_rows = study.controls(unconditional, controls, bootstrap_resamples)
+  layer_rows, models = _layer_rows(
+      study, trained_classifier, layers, unconditional, bootstrap_resamples
+  )
+  global_rows = []
+  for name in global_conditioning_layers:
+    if name in controls:
+      condition = pipeline.control_condition(name, study.dataset, "global")
+    else:
+      condition = pipeline.layer_condition(trained_classifier, name, "global")
+    global_rows.append(
+        mi_row(
+            study.model(condition),
+            unconditional,
+            study.dims,
+            bootstrap_resamples,
+            seed,
         )
     )
 
-  indices = sample_indices(dataset.test_labels, num_sample_images)
-  sample_arrays = {"originals": dataset.test_images[indices]}
-  sample_seed = seed
-  for model in trained:
-    if model.condition.conditioning == "spatial":
-      sample_arrays[model.condition.name] = pipeline.samples(
-          model, indices, samples_per_image, sample_seed
-      )
-  sample_arrays["unconditional"] = pipeline.samples(
-      unconditional, indices, samples_per_image, sample_seed
-  )
+  indices = sample_indices(study.dataset.test_labels, num_sample_images)
+  arrays = {"originals": study.dataset.test_images[indices]}
+  shown = [m for m in study.models if m.condition.name == "input"][:1]
+  shown += [models[layer] for layer in layers]
+  for trained in shown + [unconditional]:
+    arrays[trained.condition.name] = study.samples(
+        trained, indices, samples_per_image
+    )
 
-  entropy = estimate.bootstrap_mean(
-      unconditional.test_nll, bootstrap_resamples, seed=seed
-  )
-  rows = [
-      _mi_row(model, unconditional.test_nll, dims, bootstrap_resamples, seed)
-      for model in trained
-  ]
-  every_model = [unconditional] + trained
   results = {
       "experiment": "mi_per_layer",
-      "dataset": pipeline.dataset_spec(dataset),
-      "dims": dims,
-      "classifier": {
-          "config": trained_classifier.spec["classifier"],
-          "train_accuracy": trained_classifier.record["train_accuracy"],
-          "test_accuracy": trained_classifier.record["test_accuracy"],
-          "reused": trained_classifier.record["reused"],
-      },
-      "unconditional": {
-          "bits_per_dim": float(unconditional.test_nll.mean() / dims),
-          "entropy": entropy,
-          "reused": unconditional.record["reused"],
-          "train_seconds": unconditional.record["train_seconds"],
-      },
-      "rows": rows,
+      "dataset": pipeline.dataset_spec(study.dataset),
+      "dims": study.dims,
+      "classifier": classifier_summary(trained_classifier),
+      "unconditional": entropy_summary(
+          unconditional, study.dims, bootstrap_resamples, seed
+      ),
+      "rows": control_rows + layer_rows + global_rows,
       "samples": {
-          "file": "samples.npz",
           "test_indices": [int(i) for i in indices],
-          "layers": [
-              m.condition.name
-              for m in trained
-              if m.condition.conditioning == "spatial"
-          ],
+          "columns": [m.condition.name for m in shown] + ["unconditional"],
           "samples_per_image": samples_per_image,
-          "seed": sample_seed,
       },
-      "artifacts": {
-          "trained": sum(not m.record["reused"] for m in every_model)
-          + (not trained_classifier.record["reused"]),
-          "reused": sum(m.record["reused"] for m in every_model)
-          + trained_classifier.record["reused"],
-      },
+      "artifacts": study.artifacts([trained_classifier]),
       "seconds": time.time() - started,
   }
-  tables.write_results(output_dir, results, sample_arrays)
-  return results
+  return results, arrays
+
+
+@gin.configurable(denylist=["store", "seed"])
+def inversion_samples(
+    store,
+    seed,
+    layers=DIGITS_LAYERS,
+    num_sample_images=6,
+    samples_per_image=4,
+):
+  """A grid of samples: per test image, several per layer in depth order.
+
+  Uses the same models as `mi_per_layer` (from the store when that ran
+  first), so the grid shows what the MI table measures.
+
+  Args:
+    store: an `ArtifactStore`.
+    seed: the master seed.
+    layers: layer names in depth order.
+    num_sample_images: test images, one row each.
+    samples_per_image: samples per test image and layer.
+
+  Returns:
+    `(results, samples)`.
+  """
+  started = time.time()
+  study = Study(store, seed, 2 + len(layers))
+  study.check_layers(layers)
+  trained_classifier = pipeline.classifier(
+      store, study.classifier_config, study.dataset, seed
+  )
+  indices = sample_indices(study.dataset.test_labels, num_sample_images)
+  arrays = {"originals": study.dataset.test_images[indices]}
+  conditions = [pipeline.control_condition("input", study.dataset)]
+  conditions += [
+      pipeline.layer_condition(trained_classifier, layer) for layer in layers
+  ]
+  for condition in conditions + [pipeline.unconditional()]:
+    trained = study.model(condition)
+    arrays[condition.name] = study.samples(trained, indices, samples_per_image)
+  results = {
+      "experiment": "inversion_samples",
+      "dataset": pipeline.dataset_spec(study.dataset),
+      "classifier": classifier_summary(trained_classifier),
+      "samples": {
+          "test_indices": [int(i) for i in indices],
+          "test_labels": [int(study.dataset.test_labels[i]) for i in indices],
+          "columns": [c.name for c in conditions] + ["unconditional"],
+          "samples_per_image": samples_per_image,
+      },
+      "rows": [],
+      "artifacts": study.artifacts([trained_classifier]),
+      "seconds": time.time() - started,
+  }
+  return results, arrays
+
+
+@gin.configurable(denylist=["store", "seed"])
+def architectures(
+    store,
+    seed,
+    downsampling=("max_pool", "avg_pool", "strided_conv"),
+    layers=DIGITS_LAYERS,
+    controls=pipeline.CONTROLS,
+    num_sample_images=6,
+    samples_per_image=1,
+    bootstrap_resamples=2000,
+):
+  """The same trunk with different down-sampling, the same probed depths.
+
+  Args:
+    store: an `ArtifactStore`.
+    seed: the master seed.
+    downsampling: the variants of `ClassifierConfig.downsampling` compared.
+    layers: probed layer names in depth order, the same for every variant.
+    controls: control rows (shared by the variants: they do not depend on
+      the classifier).
+    num_sample_images: test images in each variant's sample grid.
+    samples_per_image: samples per test image and layer.
+    bootstrap_resamples: resamples for every interval.
+
+  Returns:
+    `(results, samples)`; sample arrays are keyed "<variant>__<layer>".
+  """
+  started = time.time()
+  total = 1 + len(controls) + len(downsampling) * len(layers)
+  study = Study(store, seed, total)
+  configs = {
+      kind: _with_downsampling(study.classifier_config, kind)
+      for kind in downsampling
+  }
+  for config in configs.values():
+    study.check_layers(layers, config)
+
+  unconditional = study.unconditional()
+  rows = study.controls(unconditional, controls, bootstrap_resamples)
+  for row in rows:
+    row["group"] = "controls"
+  indices = sample_indices(study.dataset.test_labels, num_sample_images)
+  arrays = {"originals": study.dataset.test_images[indices]}
+  variants = {}
+  trained_classifiers = []
+  for kind, config in configs.items():
+    trained_classifier = pipeline.classifier(store, config, study.dataset, seed)
+    trained_classifiers.append(trained_classifier)
+    layer_rows, models = _layer_rows(
+        study, trained_classifier, layers, unconditional, bootstrap_resamples
+    )
+    rows += [dict(row, group=kind) for row in layer_rows]
+    variants[kind] = classifier_summary(trained_classifier)
+    for layer in layers:
+      arrays[f"{kind}__{layer}"] = study.samples(
+          models[layer], indices, samples_per_image
+      )
+
+  results = {
+      "experiment": "architectures",
+      "dataset": pipeline.dataset_spec(study.dataset),
+      "dims": study.dims,
+      "variants": variants,
+      "unconditional": entropy_summary(
+          unconditional, study.dims, bootstrap_resamples, seed
+      ),
+      "rows": rows,
+      "samples": {
+          "test_indices": [int(i) for i in indices],
+          "columns": list(layers),
+          "groups": list(downsampling),
+          "samples_per_image": samples_per_image,
+      },
+      "artifacts": study.artifacts(trained_classifiers),
+      "seconds": time.time() - started,
+  }
+  return results, arrays
+
+
+def _with_downsampling(config, kind):
+  return dataclasses.replace(config, downsampling=kind)
+
+
+@gin.configurable(denylist=["store", "seed"])
+def mi_training_dynamics(
+    store,
+    seed,
+    epochs=(0, 1, 3, 10, 30),
+    layers=("pool1", "pool2", "fc"),
+    controls=pipeline.CONTROLS,
+    num_sample_images=6,
+    samples_per_image=1,
+    bootstrap_resamples=2000,
+):
+  """MI per layer at checkpoints of one classifier over its training.
+
+  Args:
+    store: an `ArtifactStore`.
+    seed: the master seed.
+    epochs: the classifier's checkpoints, in epochs; 0 is initialisation.
+    layers: probed layer names in depth order.
+    controls: control rows (the same at every checkpoint).
+    num_sample_images: test images sampled at each checkpoint for the
+      deepest probed layer.
+    samples_per_image: samples per test image and checkpoint.
+    bootstrap_resamples: resamples for every interval.
+
+  Returns:
+    `(results, samples)`; sample arrays are keyed 'epoch_<e>'.
+  """
+  started = time.time()
+  epochs = [int(e) for e in epochs]
+  total = 1 + len(controls) + len(epochs) * len(layers)
+  study = Study(store, seed, total)
+  study.check_layers(layers)
+  checkpoints = pipeline.classifier_checkpoints(
+      store, study.classifier_config, study.dataset, seed, epochs
+  )
+  unconditional = study.unconditional()
+  rows = study.controls(unconditional, controls, bootstrap_resamples)
+  for row in rows:
+    row["group"] = "controls"
+  indices = sample_indices(study.dataset.test_labels, num_sample_images)
+  arrays = {"originals": study.dataset.test_images[indices]}
+  for epoch, checkpoint in zip(epochs, checkpoints):
+    layer_rows, models = _layer_rows(
+        study, checkpoint, layers, unconditional, bootstrap_resamples
+    )
+    rows += [
+        dict(row, group=f"epoch {epoch}", epoch=epoch) for row in layer_rows
+    ]
+    arrays[f"epoch_{epoch}"] = study.samples(
+        models[layers[-1]], indices, samples_per_image
+    )
+
+  results = {
+      "experiment": "mi_training_dynamics",
+      "dataset": pipeline.dataset_spec(study.dataset),
+      "dims": study.dims,
+      "epochs": epochs,
+      "layers": list(layers),
+      "accuracy": [
+          {
+              "epoch": epoch,
+              "train_accuracy": c.record["train_accuracy"],
+              "test_accuracy": c.record["test_accuracy"],
+          }
+          for epoch, c in zip(epochs, checkpoints)
+      ],
+      "unconditional": entropy_summary(
+          unconditional, study.dims, bootstrap_resamples, seed
+      ),
+      "rows": rows,
+      "samples": {
+          "test_indices": [int(i) for i in indices],
+          "columns": [f"epoch_{e}" for e in epochs],
+          "layer": layers[-1],
+          "samples_per_image": samples_per_image,
+      },
+      "artifacts": study.artifacts(checkpoints),
+      "seconds": time.time() - started,
+  }
+  return results, arrays

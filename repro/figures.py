@@ -12,11 +12,11 @@ import tensorflow as tf  # noqa: E402
 
 from repro import tables  # noqa: E402
 
-COLOURS = {"spatial": "tab:blue", "global": "tab:orange"}
-LABELS = {
-    "spatial": "per-pixel conditioning (this project)",
-    "global": "TFP's global conditioning",
+MODE_STYLE = {
+    "spatial": ("tab:blue", "o-", "per-pixel conditioning (this project)"),
+    "global": ("tab:orange", "s", "TFP's global conditioning"),
 }
+GROUP_COLOURS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
 
 def _save(figure, output_dir, name):
@@ -33,19 +33,24 @@ def _save(figure, output_dir, name):
   return paths[0]
 
 
-def plot_mi_per_layer(results, output_dir):
-  """MI per layer with 95% intervals, against the estimate of H(x)."""
-  spatial = [r for r in results["rows"] if r["conditioning"] == "spatial"]
-  names = [r["layer"] for r in spatial]
-  position = {name: i for i, name in enumerate(names)}
-  figure, axis = plt.subplots(figsize=(1.1 * len(names) + 2.5, 4.0))
+def _errorbar(axis, x, rows, **style):
+  y = np.array([r["mi"]["mean"] for r in rows])
+  error = np.array(
+      [
+          [r["mi"]["mean"] - r["mi"]["low"] for r in rows],
+          [r["mi"]["high"] - r["mi"]["mean"] for r in rows],
+      ]
+  )
+  axis.errorbar(x, y, yerr=error, capsize=3, **style)
 
+
+def _entropy_band(axis, results, right):
   entropy = results["unconditional"]["entropy"]
   axis.axhline(entropy["mean"], color="k", linestyle="--", linewidth=1)
   axis.axhspan(entropy["low"], entropy["high"], color="k", alpha=0.1)
   axis.annotate(
       f"estimated H(x) = {entropy['mean']:.0f} bits",
-      (len(names) - 0.5, entropy["mean"]),
+      (right, entropy["mean"]),
       textcoords="offset points",
       xytext=(0, 4),
       ha="right",
@@ -53,80 +58,230 @@ def plot_mi_per_layer(results, output_dir):
   )
   axis.axhline(0.0, color="grey", linewidth=0.5)
 
-  for mode, offset in (("spatial", 0.0), ("global", 0.15)):
-    rows = [
-        r
-        for r in results["rows"]
-        if r["conditioning"] == mode and r["layer"] in position
-    ]
-    if not rows:
-      continue
-    x = np.array([position[r["layer"]] + offset for r in rows])
-    y = np.array([r["mi"]["mean"] for r in rows])
-    error = np.array(
-        [[r["mi"]["mean"] - r["mi"]["low"] for r in rows],
-         [r["mi"]["high"] - r["mi"]["mean"] for r in rows]]
-    )
-    axis.errorbar(
-        x,
-        y,
-        yerr=error,
-        fmt="o-" if mode == "spatial" else "s",
-        color=COLOURS[mode],
-        capsize=3,
-        label=LABELS[mode],
-    )
 
-  shapes = {r["layer"]: "x".join(map(str, r["shape"])) for r in spatial}
-  axis.set_xticks(range(len(names)))
-  axis.set_xticklabels([f"{n}\n{shapes[n]}" for n in names], fontsize=8)
+def _controls(results):
+  return {r["layer"]: r for r in results["rows"] if r["kind"] == "control"}
+
+
+def plot_mi_per_layer(results, output_dir):
+  """Î per layer with 95% intervals; controls to the right; H(x) band."""
+  layers = [
+      r
+      for r in results["rows"]
+      if r["kind"] == "layer" and r["conditioning"] == "spatial"
+  ]
+  controls = _controls(results)
+  chain = ([controls["input"]] if "input" in controls else []) + layers
+  names = [r["layer"] for r in chain]
+  others = [name for name in ("constant", "label") if name in controls]
+  figure, axis = plt.subplots(
+      figsize=(1.0 * (len(names) + len(others)) + 2.5, 4)
+  )
+  _entropy_band(axis, results, len(names) + len(others) - 0.5)
+
+  colour, marker, label = MODE_STYLE["spatial"]
+  _errorbar(
+      axis, np.arange(len(chain)), chain, fmt=marker, color=colour, label=label
+  )
+  position = {name: i for i, name in enumerate(names)}
+  global_rows = [
+      r
+      for r in results["rows"]
+      if r["conditioning"] == "global" and r["layer"] in position
+  ]
+  if global_rows:
+    colour, marker, label = MODE_STYLE["global"]
+    _errorbar(
+        axis,
+        np.array([position[r["layer"]] + 0.15 for r in global_rows]),
+        global_rows,
+        fmt=marker,
+        color=colour,
+        label=label,
+    )
+  if others:
+    x = np.arange(len(names), len(names) + len(others))
+    _errorbar(
+        axis,
+        x,
+        [controls[name] for name in others],
+        fmt="D",
+        color="grey",
+        label="controls (expected: 0; at most log2 classes)",
+    )
+    axis.axvline(len(names) - 0.5, color="grey", linewidth=0.5)
+
+  shapes = ["x".join(map(str, r["shape"])) for r in chain]
+  ticks = [f"{n}\n{s}" for n, s in zip(names, shapes)] + others
+  axis.set_xticks(range(len(ticks)))
+  axis.set_xticklabels(ticks, fontsize=8)
   axis.set_ylabel("Î(x; layer), bits per image")
   accuracy = results["classifier"]["test_accuracy"]
   axis.set_title(
-      f"{results['dataset']['name']}: MI between input and layer "
+      f"{results['dataset']['name']}: MI between the input and each layer "
       f"(classifier test accuracy {accuracy:.3f})",
       fontsize=10,
   )
-  axis.legend(fontsize=8, loc="center right")
+  axis.legend(fontsize=7, loc="upper right")
   return _save(figure, output_dir, "mi_per_layer")
 
 
-def plot_samples(results, samples, output_dir, name="samples"):
-  """One row per test image: the image, then samples per layer by depth."""
-  layers = results["samples"]["layers"] + ["unconditional"]
+def plot_sample_grid(samples, columns, output_dir, name, titles=None):
+  """Rows of test images: the image, then each column's samples."""
   originals = samples["originals"]
-  count, per_image = samples[layers[0]].shape[:2]
-  columns = 1 + len(layers) * per_image
+  count, per_image = samples[columns[0]].shape[:2]
+  width = 1 + len(columns) * per_image
   figure, axes = plt.subplots(
       count,
-      columns,
-      figsize=(0.8 * columns, 0.8 * count + 0.4),
+      width,
+      figsize=(0.75 * width, 0.75 * count + 0.5),
       squeeze=False,
   )
-  cmap = "gray" if originals.shape[-1] == 1 else None
+  grey = originals.shape[-1] == 1
 
   def show(axis, image):
-    axis.imshow(image.squeeze(-1) if cmap else image, cmap=cmap,
-                vmin=0, vmax=255)
+    axis.imshow(
+        image[..., 0] if grey else image,
+        cmap="gray" if grey else None,
+        vmin=0,
+        vmax=255,
+    )
     axis.set_xticks([])
     axis.set_yticks([])
 
   for row in range(count):
     show(axes[row, 0], originals[row])
-    for j, layer in enumerate(layers):
+    for j, column in enumerate(columns):
       for s in range(per_image):
-        show(axes[row, 1 + j * per_image + s], samples[layer][row, s])
+        show(axes[row, 1 + j * per_image + s], samples[column][row, s])
   axes[0, 0].set_title("test image", fontsize=7)
-  for j, layer in enumerate(layers):
-    axes[0, 1 + j * per_image].set_title(layer, fontsize=7)
+  for j, column in enumerate(columns):
+    title = (titles or {}).get(column, column)
+    axes[0, 1 + j * per_image].set_title(title, fontsize=7, loc="left")
   figure.subplots_adjust(wspace=0.05, hspace=0.05)
   return _save(figure, output_dir, name)
 
 
-def draw_mi_per_layer(output_dir):
-  """Draws every figure of an mi_per_layer result directory."""
+def plot_architectures(results, output_dir):
+  """Î per layer, one line per down-sampling variant."""
+  groups = results["samples"]["groups"]
+  layers = results["samples"]["columns"]
+  controls = _controls(results)
+  figure, axis = plt.subplots(figsize=(1.0 * len(layers) + 4, 4))
+  _entropy_band(axis, results, len(layers))
+  if "input" in controls:
+    _errorbar(
+        axis,
+        np.array([0.0]),
+        [controls["input"]],
+        fmt="D",
+        color="grey",
+        label="input (control)",
+    )
+  for index, group in enumerate(groups):
+    rows = [
+        r
+        for r in results["rows"]
+        if r.get("group") == group and r["kind"] == "layer"
+    ]
+    offset = 0.1 * (index - (len(groups) - 1) / 2)
+    accuracy = results["variants"][group]["test_accuracy"]
+    _errorbar(
+        axis,
+        np.arange(1, len(rows) + 1) + offset,
+        rows,
+        fmt="o-",
+        color=GROUP_COLOURS[index % len(GROUP_COLOURS)],
+        label=f"{group} (test accuracy {accuracy:.3f})",
+    )
+  axis.set_xticks(range(len(layers) + 1))
+  axis.set_xticklabels(["input"] + layers, fontsize=8)
+  axis.set_ylabel("Î(x; layer), bits per image")
+  axis.set_title(
+      f"{results['dataset']['name']}: MI per layer by down-sampling",
+      fontsize=10,
+  )
+  axis.legend(fontsize=7, loc="upper right")
+  return _save(figure, output_dir, "mi_by_architecture")
+
+
+def plot_training_dynamics(results, output_dir):
+  """Î against classifier epoch per layer, above accuracy on the same axis."""
+  epochs = results["epochs"]
+  # Epoch 0 (initialisation) sits on a symmetric-log axis beside the others.
+  figure, (top, bottom) = plt.subplots(
+      2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
+  )
+  for index, layer in enumerate(results["layers"]):
+    rows = [
+        r
+        for r in results["rows"]
+        if r["kind"] == "layer" and r["layer"] == layer
+    ]
+    rows.sort(key=lambda r: r["epoch"])
+    _errorbar(
+        top,
+        np.array([r["epoch"] for r in rows]),
+        rows,
+        fmt="o-",
+        color=GROUP_COLOURS[index % len(GROUP_COLOURS)],
+        label=layer,
+    )
+  top.set_ylabel("Î(x; layer), bits per image")
+  top.legend(fontsize=8)
+  top.set_title(
+      f"{results['dataset']['name']}: MI over the classifier's training",
+      fontsize=10,
+  )
+  accuracy = results["accuracy"]
+  for key, style in (("train_accuracy", "o-"), ("test_accuracy", "s--")):
+    bottom.plot(
+        [a["epoch"] for a in accuracy],
+        [a[key] for a in accuracy],
+        style,
+        label=key.replace("_", " "),
+    )
+  bottom.set_ylabel("accuracy")
+  bottom.set_xlabel("classifier epoch")
+  bottom.set_xscale("symlog", linthresh=1)
+  bottom.set_xticks(epochs)
+  bottom.set_xticklabels([str(e) for e in epochs])
+  bottom.legend(fontsize=8)
+  return _save(figure, output_dir, "mi_training_dynamics")
+
+
+def draw(output_dir):
+  """Draws every figure of a result directory, by the experiment it holds."""
   results, samples = tables.read_results(output_dir)
-  return [
-      plot_mi_per_layer(results, output_dir),
-      plot_samples(results, samples, output_dir),
-  ]
+  experiment = results["experiment"]
+  columns = results["samples"]["columns"]
+  paths = []
+  if experiment == "mi_per_layer":
+    paths.append(plot_mi_per_layer(results, output_dir))
+    paths.append(plot_sample_grid(samples, columns, output_dir, "samples"))
+  elif experiment == "inversion_samples":
+    paths.append(
+        plot_sample_grid(samples, columns, output_dir, "inversion_samples")
+    )
+  elif experiment == "architectures":
+    paths.append(plot_architectures(results, output_dir))
+    for group in results["samples"]["groups"]:
+      keyed = [f"{group}__{c}" for c in columns]
+      paths.append(
+          plot_sample_grid(
+              samples,
+              keyed,
+              output_dir,
+              f"samples_{group}",
+              titles={k: c for k, c in zip(keyed, columns)},
+          )
+      )
+  elif experiment == "mi_training_dynamics":
+    paths.append(plot_training_dynamics(results, output_dir))
+    titles = {c: c.replace("_", " ") for c in columns}
+    paths.append(
+        plot_sample_grid(samples, columns, output_dir, "samples", titles)
+    )
+  else:
+    raise ValueError(f"No figures for experiment {experiment!r}.")
+  return paths

@@ -108,7 +108,8 @@ class InversionModel(tfd.PixelCNN):
 
   Use it as the stock distribution: `log_prob(images, conditional_input=c)`
   with images `[batch, height, width, channels]` holding integers in
-  [0, high] (as floats; 255 for 8-bit images), and `sample(n, seed=seed, conditional_input=c)`.
+  [0, high] (as floats; 255 for 8-bit images), and
+  `sample(n, seed=seed, conditional_input=c)`.
   """
 
   def __init__(
@@ -278,7 +279,8 @@ class InversionModel(tfd.PixelCNN):
         return None
       # tf.slice keeps the band's height static, as the layers need.
       return [
-          f if f.shape.rank == 2
+          f
+          if f.shape.rank == 2
           else tf.slice(
               f, [0, start // 2**k, 0, 0], [-1, band_height // 2**k, -1, -1]
           )

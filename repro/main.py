@@ -1,7 +1,8 @@
 r"""Runs one experiment from gin files.
 
     python -m repro.main --gin_file=gin/mi_per_layer.gin \
-        [--gin_file=gin/scale/smoke.gin] [--gin_param='TrainConfig.steps = 10'] \
+        [--gin_file=gin/scale/smoke.gin] \
+        [--gin_param='TrainConfig.steps = 10'] \
         [--output_dir=DIR]
 
 Every hyper-parameter is a gin binding; the flags only say which gin files
@@ -10,6 +11,7 @@ to `paper_figures/<experiment>/` in this repository.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -21,6 +23,7 @@ import repro  # noqa: F401  (selects the Keras backend first)
 from repro import experiments
 from repro import figures
 from repro import store as store_lib
+from repro import tables
 
 # Imported for their gin configurables, which must be registered before the
 # gin files are parsed so that a misspelt name is an error.
@@ -30,8 +33,6 @@ from repro import inversion  # noqa: F401
 from repro import training  # noqa: F401
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-FIGURES = {"mi_per_layer": figures.draw_mi_per_layer}
 
 _GIN_FILES = flags.DEFINE_multi_string(
     "gin_file", [], "Gin files to read, in order; later ones override."
@@ -58,7 +59,13 @@ def parse_config(gin_files, gin_params):
         "No --gin_file given; pass one experiment's file, e.g. "
         "--gin_file=gin/mi_per_layer.gin."
     )
+  resolved = []
   for path in gin_files:
+    if not os.path.isfile(path) and os.path.isfile(
+        os.path.join(REPOSITORY, path)
+    ):
+      path = os.path.join(REPOSITORY, path)
+    resolved.append(path)
     if not os.path.isfile(path):
       available = sorted(
           os.path.join("gin", name)
@@ -69,12 +76,58 @@ def parse_config(gin_files, gin_params):
           f"Gin file {path!r} does not exist; the experiments are: "
           f"{available}."
       )
+  # `include 'gin/scale/...'` inside the gin files resolves from anywhere.
+  gin.add_config_file_search_path(REPOSITORY)
   try:
     gin.parse_config_files_and_bindings(
-        gin_files, gin_params, skip_unknown=False
+        resolved, gin_params, skip_unknown=False
     )
   except (ValueError, KeyError, SyntaxError, TypeError) as error:
     raise ConfigError(f"Invalid gin configuration: {error}") from error
+
+
+# Bindings that change where and how fast a run works, not what it computes.
+_OPERATIONAL = (
+    "run.cache_dir",
+    "run.overwrite",
+    "run.optimize_graphs",
+    "run.deterministic_ops",
+)
+
+
+def config_fingerprint():
+  """A hash of the parsed gin bindings, less the operational ones."""
+  lines = [
+      line
+      for line in gin.config_str().splitlines()
+      if line.strip() and not line.startswith(_OPERATIONAL)
+  ]
+  return store_lib.fingerprint(lines)
+
+
+def _check_output_dir(output_dir, fingerprint, overwrite):
+  """Refuses to replace finished results of a different configuration."""
+  path = os.path.join(output_dir, tables.RESULTS)
+  if overwrite or not tf.io.gfile.exists(path):
+    return
+  previous = store_lib.read_json(path).get("config_fingerprint")
+  if previous != fingerprint:
+    raise FileExistsError(
+        f"{output_dir} holds finished results of a different configuration "
+        f"(fingerprint {previous}, this run {fingerprint}). Choose another "
+        "--output_dir, or pass --gin_param='run.overwrite = True' to "
+        "replace them."
+    )
+
+
+def _replace_directory(staging, output_dir):
+  """Moves a finished staging directory into place, then drops the old one."""
+  old = f"{output_dir}.old-{os.getpid()}"
+  if tf.io.gfile.exists(output_dir):
+    tf.io.gfile.rename(output_dir, old)
+  tf.io.gfile.rename(staging, output_dir)
+  if tf.io.gfile.exists(old):
+    tf.io.gfile.rmtree(old)
 
 
 @gin.configurable(denylist=["output_dir"])
@@ -84,8 +137,14 @@ def run(
     seed=0,
     cache_dir=None,
     optimize_graphs=False,
+    deterministic_ops=False,
+    overwrite=False,
 ):
-  """Runs `experiment`, saves its operative config, draws its figures.
+  """Runs `experiment`, saves its results, operative config and figures.
+
+  Everything is written to a staging directory beside `output_dir` and
+  moved into place only when complete, so a failed run leaves the previous
+  results as they were and no partial output.
 
   Args:
     output_dir: results directory; None means paper_figures/<experiment>/.
@@ -96,6 +155,11 @@ def run(
     optimize_graphs: whether TensorFlow's graph optimizer (Grappler) runs.
       Off by default: on a CPU it costs seconds per traced function and, as
       measured for these models, gains no speed.
+    deterministic_ops: whether TensorFlow runs only deterministic kernels
+      (`tf.config.experimental.enable_op_determinism`): then the same seed
+      on the same machine gives the same numbers to the last bit.
+    overwrite: whether results of a different configuration in
+      `output_dir` may be replaced.
 
   Returns:
     The output directory.
@@ -103,27 +167,64 @@ def run(
   tf.config.optimizer.set_experimental_options(
       {"disable_meta_optimizer": not optimize_graphs}
   )
+  if deterministic_ops:
+    tf.config.experimental.enable_op_determinism()
   name = experiment.__name__
   if output_dir is None:
     output_dir = os.path.join(REPOSITORY, "paper_figures", name)
   if cache_dir is None:
     cache_dir = os.path.join(REPOSITORY, "cache")
-  logging.info("Experiment %s: results in %s, artifacts in %s.", name,
-               output_dir, cache_dir)
-  experiment(output_dir, store_lib.ArtifactStore(cache_dir), seed)
-  config_path = os.path.join(output_dir, "operative_config.gin")
-  with open(config_path, "w") as f:
-    f.write(gin.operative_config_str())
-  for path in FIGURES[name](output_dir):
-    logging.info("Wrote %s.", path)
+  fingerprint = config_fingerprint()
+  _check_output_dir(output_dir, fingerprint, overwrite)
+  logging.info(
+      "Experiment %s: results in %s, artifacts in %s.",
+      name,
+      output_dir,
+      cache_dir,
+  )
+
+  results, arrays = experiment(store_lib.ArtifactStore(cache_dir), seed)
+  results["config_fingerprint"] = fingerprint
+  staging = f"{output_dir.rstrip('/')}.partial-{os.getpid()}"
+  if tf.io.gfile.exists(staging):
+    tf.io.gfile.rmtree(staging)
+  tables.write_results(staging, results, arrays)
+  tables.write_text(
+      os.path.join(staging, "operative_config.gin"), gin.operative_config_str()
+  )
+  for path in figures.draw(staging):
+    logging.info("Drew %s.", os.path.basename(path))
+  _replace_directory(staging, output_dir)
+  logging.info(
+      "%s done in %.0f s: %d artifacts trained, %d reused; results in %s.",
+      name,
+      results["seconds"],
+      results["artifacts"]["trained"],
+      results["artifacts"]["reused"],
+      output_dir,
+  )
   return output_dir
+
+
+# Errors that describe a bad input or a refused action; they are reported
+# as one message, without a traceback.
+_USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    FloatingPointError,
+)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}.")
-  parse_config(_GIN_FILES.value, _GIN_PARAMS.value)
-  run(_OUTPUT_DIR.value)
+  try:
+    parse_config(_GIN_FILES.value, _GIN_PARAMS.value)
+    run(_OUTPUT_DIR.value)
+  except _USER_ERRORS as error:
+    logging.error("%s: %s", type(error).__name__, error)
+    sys.exit(f"repro.main: {type(error).__name__}: {error}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@ from repro import training
 
 # Settings that change how fast a model trains but not what it learns; they
 # are left out of artifact keys so that changing them reuses the artifact.
-_NON_SEMANTIC_TRAIN_FIELDS = ("checkpoint_every", "jit_compile", "eval_batch_size")
+_NON_SEMANTIC_TRAIN_FIELDS = (
+    "checkpoint_every",
+    "jit_compile",
+    "eval_batch_size",
+)
 
 
 def dataset_spec(dataset):
@@ -55,43 +59,99 @@ class TrainedClassifier:
   directory: str
 
 
-def classifier(store, config, dataset, seed):
-  """The trained classifier for `config`, from the store or trained now.
+def _classifier_spec(config, dataset, seed, epoch):
+  return {
+      "dataset": dataset_spec(dataset),
+      "classifier": dataclasses.asdict(
+          dataclasses.replace(config, epochs=epoch)
+      ),
+      "seed": seed,
+      "procedure": "one fit call per epoch",
+  }
+
+
+def classifier_checkpoints(store, config, dataset, seed, epochs):
+  """The classifier of `config` after each of `epochs`, trained or found.
+
+  Training runs epoch by epoch, so the model after epoch e is the same
+  whichever other epochs are kept, and experiments share it. If any of the
+  checkpoints is missing, training restarts from initialisation and writes
+  the missing ones (a classifier trains in seconds to minutes).
 
   Args:
     store: an `ArtifactStore`.
-    config: a `ClassifierConfig`.
+    config: a `ClassifierConfig`; its `epochs` is ignored.
     dataset: the `Dataset` it is trained on.
     seed: its seed.
+    epochs: sorted distinct epochs to keep; 0 is the initialisation.
 
   Returns:
-    A `TrainedClassifier`.
+    A list of `TrainedClassifier`, one per epoch; each record holds the
+    train and test accuracy at that epoch.
   """
-  spec = {
-      "dataset": dataset_spec(dataset),
-      "classifier": dataclasses.asdict(config),
-      "seed": seed,
-  }
-  directory = store.directory("classifier", spec)
-  path = os.path.join(directory, "model.keras")
-  record = store.record(directory)
-  if record is not None:
-    model = keras.models.load_model(path)
-    logging.info("Classifier found in %s.", directory)
-    return TrainedClassifier(model, spec, dict(record, reused=True), directory)
+  epochs = [int(e) for e in epochs]
+  if epochs != sorted(set(epochs)) or epochs[0] < 0:
+    raise ValueError(
+        f"Classifier checkpoint epochs {epochs}; accepted: distinct "
+        "integers >= 0 in increasing order."
+    )
+  specs = [_classifier_spec(config, dataset, seed, e) for e in epochs]
+  directories = [store.directory("classifier", spec) for spec in specs]
+  records = [store.record(d) for d in directories]
+  if all(record is not None for record in records):
+    logging.info("Classifier checkpoints %s found in the store.", epochs)
+    return [
+        TrainedClassifier(
+            keras.models.load_model(os.path.join(d, "model.keras")),
+            spec,
+            dict(record, reused=True),
+            d,
+        )
+        for spec, record, d in zip(specs, records, directories)
+    ]
 
   keras.utils.set_random_seed(seed)
   model = classifiers.build_classifier(
       config, dataset.image_shape, dataset.num_classes
   )
   started = time.time()
-  metrics = classifiers.train_classifier(model, config, dataset)
-  temporary = os.path.join(directory, "model.tmp.keras")
-  model.save(temporary)
-  tf.io.gfile.rename(temporary, path, overwrite=True)
-  record = dict(metrics, seconds=time.time() - started, spec=spec)
-  store.finish(directory, record)
-  return TrainedClassifier(model, spec, dict(record, reused=False), directory)
+  result = []
+  for epoch in range(epochs[-1] + 1):
+    if epoch > 0:
+      classifiers.fit_one_epoch(model, config, dataset)
+    if epoch not in epochs:
+      continue
+    index = epochs.index(epoch)
+    metrics = classifiers.evaluate_classifier(model, dataset)
+    logging.info(
+        "Classifier %s at epoch %d: train accuracy %.4f, test accuracy %.4f.",
+        model.name,
+        epoch,
+        metrics["train_accuracy"],
+        metrics["test_accuracy"],
+    )
+    path = os.path.join(directories[index], "model.keras")
+    temporary = os.path.join(directories[index], "model.tmp.keras")
+    model.save(temporary)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+    record = dict(metrics, seconds=time.time() - started, spec=specs[index])
+    store.finish(directories[index], record)
+    result.append(
+        TrainedClassifier(
+            keras.models.load_model(path),
+            specs[index],
+            dict(record, reused=False),
+            directories[index],
+        )
+    )
+  return result
+
+
+def classifier(store, config, dataset, seed):
+  """The classifier of `config` after `config.epochs` epochs."""
+  return classifier_checkpoints(store, config, dataset, seed, [config.epochs])[
+      0
+  ]
 
 
 @dataclasses.dataclass
@@ -99,47 +159,92 @@ class Condition:
   """What an inversion model is conditioned on.
 
   Attributes:
-    name: the row's name, e.g. a layer name or 'input'.
+    name: the row's name, e.g. a layer name, 'input' or 'label'.
     conditioning: 'none', 'spatial' or 'global'.
-    train: `[n_train, ...]` float32 activations, or None.
-    test: `[n_test, ...]` float32 activations, or None.
-    source: JSON-serialisable description of where the activations come
-      from (which classifier and layer), part of the artifact key.
+    source: JSON-serialisable description of where the condition comes
+      from (which classifier and layer, or which control), part of the
+      artifact key.
+    shape: shape of one condition without the batch axis, or None.
+    compute: maps `(images, labels)` of a split to float32 conditions
+      `[n, *shape]`; None when unconditional. Called only when needed, so
+      that a model found in the store costs no activations.
   """
 
   name: str
   conditioning: str
-  train: np.ndarray = None
-  test: np.ndarray = None
-  source: dict = None
+  source: dict
+  shape: tuple = None
+  compute: object = None
 
-  @property
-  def shape(self):
-    return None if self.train is None else tuple(self.train.shape[1:])
+  def on(self, images, labels):
+    return None if self.compute is None else self.compute(images, labels)
 
 
 def unconditional():
-  return Condition("unconditional", "none", source={"kind": "none"})
+  return Condition("unconditional", "none", {"kind": "none"})
 
 
-def layer_condition(trained, dataset, layer, conditioning):
-  """Activations of one layer of a trained classifier, on both splits."""
-  source = (
-      {"kind": "input"}
-      if layer == "input"
-      else {
-          "kind": "layer",
-          "classifier": store_lib.fingerprint(trained.spec),
-          "layer": layer,
-      }
-  )
+def layer_condition(trained, layer, conditioning="spatial"):
+  """The activation of one layer of a trained classifier."""
+  if layer == "input":
+    source = {"kind": "input"}
+  else:
+    source = {
+        "kind": "layer",
+        "classifier": store_lib.fingerprint(trained.spec),
+        "layer": layer,
+    }
+  shape = tuple(trained.model.get_layer(layer).output.shape[1:])
   return Condition(
       layer,
       conditioning,
-      train=classifiers.activations(trained.model, layer, dataset.train_images),
-      test=classifiers.activations(trained.model, layer, dataset.test_images),
-      source=source,
+      source,
+      shape,
+      lambda images, _: classifiers.activations(trained.model, layer, images),
   )
+
+
+CONTROLS = ("input", "constant", "label")
+
+
+def control_condition(kind, dataset, conditioning="spatial"):
+  """A condition whose true MI with the image is known.
+
+  Args:
+    kind: 'input' (the image itself: I = H(x)), 'constant' (a constant:
+      I = 0) or 'label' (the true class: I <= log2(num_classes)).
+    dataset: the `Dataset`.
+    conditioning: how the model is conditioned.
+
+  Returns:
+    A `Condition`.
+  """
+  num_classes = dataset.num_classes
+  if kind == "input":
+    return Condition(
+        "input",
+        conditioning,
+        {"kind": "input"},
+        dataset.image_shape,
+        lambda images, _: np.asarray(images, np.float32),
+    )
+  if kind == "constant":
+    return Condition(
+        "constant",
+        conditioning,
+        {"kind": "constant"},
+        (1,),
+        lambda images, _: np.zeros((len(images), 1), np.float32),
+    )
+  if kind == "label":
+    return Condition(
+        "label",
+        conditioning,
+        {"kind": "label", "num_classes": num_classes},
+        (num_classes,),
+        lambda _, labels: np.eye(num_classes, dtype=np.float32)[labels],
+    )
+  raise ValueError(f"Control {kind!r}; accepted: {CONTROLS}.")
 
 
 @dataclasses.dataclass
@@ -181,10 +286,20 @@ def inversion_model(
   }
   directory = store.directory("inversion", spec)
   label = f"{condition.name} ({condition.conditioning})"
+  record = store.record(directory)
+  train_conditions = None
+  if record is None:
+    train_conditions = condition.on(dataset.train_images, dataset.train_labels)
 
+  # The normalisation statistics are part of the checkpoint; a model that
+  # is restored gets them from there, so placeholders do until then.
   statistics = None
-  if condition.train is not None:
-    statistics = conditioning_lib.activation_statistics(condition.train)
+  if condition.shape is not None:
+    if train_conditions is not None:
+      statistics = conditioning_lib.activation_statistics(train_conditions)
+    else:
+      channels = condition.shape[-1]
+      statistics = (np.zeros(channels), np.ones(channels))
   keras.utils.set_random_seed(seed)
   model = inversion.build_inversion_model(
       pixelcnn_config,
@@ -194,7 +309,6 @@ def inversion_model(
       statistics,
   )
 
-  record = store.record(directory)
   nll_path = os.path.join(directory, "test_nll.npy")
   if record is not None:
     training.restore(model, directory)
@@ -207,21 +321,21 @@ def inversion_model(
 
   logging.info("%s: training in %s.", label, directory)
   started = time.time()
-  train_images = dataset.train_images.astype(np.float32)
   result = training.train(
       model,
-      train_images,
-      condition.train,
+      dataset.train_images.astype(np.float32),
+      train_conditions,
       train_config,
       directory,
       seed,
       label=label,
   )
+  del train_conditions
   trained_seconds = time.time() - started
   test_nll = training.negative_log_likelihoods(
       model,
       dataset.test_images.astype(np.float32),
-      condition.test,
+      condition.on(dataset.test_images, dataset.test_labels),
       train_config.eval_batch_size,
   )
   if not np.all(np.isfinite(test_nll)):
@@ -247,11 +361,12 @@ def inversion_model(
   )
 
 
-def samples(trained, indices, num_samples, seed):
+def samples(trained, dataset, indices, num_samples, seed):
   """Samples given chosen test images, cached beside the model.
 
   Args:
     trained: a `TrainedInversion`.
+    dataset: the `Dataset` whose test images are meant.
     indices: positions of k test images whose condition is sampled from;
       an unconditional model draws k * num_samples images alike.
     num_samples: samples per test image.
@@ -272,8 +387,10 @@ def samples(trained, indices, num_samples, seed):
 
   started = time.time()
   kwargs = {}
-  if trained.condition.test is not None:
-    conditions = trained.condition.test[indices]
+  conditions = trained.condition.on(
+      dataset.test_images[indices], dataset.test_labels[indices]
+  )
+  if conditions is not None:
     kwargs["conditional_input"] = tf.constant(
         np.repeat(conditions, num_samples, axis=0)
     )

@@ -245,9 +245,7 @@ class PixelCNNNetwork(keras.Model):
   ):
     super().__init__(**kwargs)
     if activation not in ACTIVATIONS:
-      raise ValueError(
-          f"activation={activation!r}; accepted: {ACTIVATIONS}."
-      )
+      raise ValueError(f"activation={activation!r}; accepted: {ACTIVATIONS}.")
     if conditioning not in CONDITIONING_MODES:
       raise ValueError(
           f"conditioning={conditioning!r}; accepted: {CONDITIONING_MODES}."

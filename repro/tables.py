@@ -1,7 +1,8 @@
 """Result files: the JSON of every number, CSV and Markdown tables, samples.
 
 Each file is written to a temporary name and renamed into place, so a reader
-(or a crash) never sees half a file.
+never sees half a file; `repro.main` moreover writes a whole result directory
+beside the old one and swaps it in only when it is complete.
 """
 
 import csv
@@ -17,7 +18,9 @@ RESULTS = "results.json"
 SAMPLES = "samples.npz"
 
 COLUMNS = (
+    ("group", "group"),
     ("layer", "layer"),
+    ("kind", "kind"),
     ("conditioning", "conditioning"),
     ("shape", "shape"),
     ("bits_per_dim", "bits/dim"),
@@ -25,11 +28,13 @@ COLUMNS = (
     ("mi_low", "95% low"),
     ("mi_high", "95% high"),
     ("mi_fraction", "MI / H(x)"),
+    ("check", "expectation"),
+    ("flag", "flag"),
     ("test_accuracy", "classifier test acc."),
 )
 
 
-def _write_text(path, text):
+def write_text(path, text):
   temporary = f"{path}.tmp-{os.getpid()}"
   with tf.io.gfile.GFile(temporary, "w") as f:
     f.write(text)
@@ -45,13 +50,26 @@ def _write_npz(path, arrays):
   tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
+def _accuracy(results, row):
+  """The test accuracy of the classifier a row's layer belongs to."""
+  if row.get("kind") == "control":
+    return ""
+  if "variants" in results:
+    return results["variants"][row["group"]]["test_accuracy"]
+  if "accuracy" in results:
+    by_epoch = {a["epoch"]: a["test_accuracy"] for a in results["accuracy"]}
+    return by_epoch[row["epoch"]]
+  return results["classifier"]["test_accuracy"]
+
+
 def table_rows(results):
-  """One flat dict per table row, the entropy row first."""
+  """One flat dict per table row, the H(x) row first."""
   entropy = results["unconditional"]["entropy"]
-  accuracy = results["classifier"]["test_accuracy"]
   rows = [
       {
-          "layer": "H(x): unconditional",
+          "group": "",
+          "layer": "H(x)",
+          "kind": "unconditional",
           "conditioning": "none",
           "shape": "",
           "bits_per_dim": results["unconditional"]["bits_per_dim"],
@@ -59,13 +77,21 @@ def table_rows(results):
           "mi_low": entropy["low"],
           "mi_high": entropy["high"],
           "mi_fraction": 1.0,
-          "test_accuracy": accuracy,
+          "check": "",
+          "flag": "",
+          "test_accuracy": "",
       }
   ]
   for row in results["rows"]:
+    check = row.get("check")
+    flag = ""
+    if row.get("rises_with_depth"):
+      flag = "rises above " + ", ".join(row["rises_above"])
     rows.append(
         {
+            "group": row.get("group", ""),
             "layer": row["layer"],
+            "kind": row["kind"],
             "conditioning": row["conditioning"],
             "shape": "x".join(str(d) for d in row["shape"]),
             "bits_per_dim": row["bits_per_dim"],
@@ -73,7 +99,12 @@ def table_rows(results):
             "mi_low": row["mi"]["low"],
             "mi_high": row["mi"]["high"],
             "mi_fraction": row["mi"]["mean"] / entropy["mean"],
-            "test_accuracy": accuracy,
+            "check": ""
+            if check is None
+            else f"{check['expectation']}: "
+            + ("holds" if check["held"] else "FAILS"),
+            "flag": flag,
+            "test_accuracy": _accuracy(results, row),
         }
     )
   return rows
@@ -82,40 +113,55 @@ def table_rows(results):
 def _format(key, value):
   if isinstance(value, str):
     return value
-  if key in ("bits_per_dim", "mi_fraction", "test_accuracy"):
-    return f"{value:.4f}" if key != "bits_per_dim" else f"{value:.3f}"
+  if key == "bits_per_dim":
+    return f"{value:.3f}"
+  if key in ("mi_fraction", "test_accuracy"):
+    return f"{value:.4f}"
   return f"{value:.1f}"
 
 
+def _columns(rows):
+  """The columns, without 'group' when no row has one."""
+  if any(row["group"] for row in rows):
+    return COLUMNS
+  return tuple(c for c in COLUMNS if c[0] != "group")
+
+
 def csv_text(rows):
+  columns = _columns(rows)
   buffer = io.StringIO()
   writer = csv.writer(buffer, lineterminator="\n")
-  writer.writerow([key for key, _ in COLUMNS])
+  writer.writerow([key for key, _ in columns])
   for row in rows:
-    writer.writerow([repr(row[key]) if isinstance(row[key], float)
-                     else row[key] for key, _ in COLUMNS])
+    writer.writerow(
+        [
+            repr(row[key]) if isinstance(row[key], float) else row[key]
+            for key, _ in columns
+        ]
+    )
   return buffer.getvalue()
 
 
 def markdown_text(rows):
+  columns = _columns(rows)
   lines = [
-      "| " + " | ".join(title for _, title in COLUMNS) + " |",
-      "|" + "|".join("---" for _ in COLUMNS) + "|",
+      "| " + " | ".join(title for _, title in columns) + " |",
+      "|" + "|".join("---" for _ in columns) + "|",
   ]
   for row in rows:
-    lines.append(
-        "| " + " | ".join(_format(key, row[key]) for key, _ in COLUMNS) + " |"
-    )
+    cells = [_format(key, row[key]) for key, _ in columns]
+    lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
 def write_results(output_dir, results, sample_arrays):
-  """Writes results.json, results.csv, results.md and samples.npz."""
+  """Writes results.json, samples.npz and, for MI tables, CSV and Markdown."""
   tf.io.gfile.makedirs(output_dir)
   _write_npz(os.path.join(output_dir, SAMPLES), sample_arrays)
-  rows = table_rows(results)
-  _write_text(os.path.join(output_dir, "results.csv"), csv_text(rows))
-  _write_text(os.path.join(output_dir, "results.md"), markdown_text(rows))
+  if results["rows"]:
+    rows = table_rows(results)
+    write_text(os.path.join(output_dir, "results.csv"), csv_text(rows))
+    write_text(os.path.join(output_dir, "results.md"), markdown_text(rows))
   store_lib.write_json(os.path.join(output_dir, RESULTS), results)
 
 

@@ -127,18 +127,23 @@ def train(model, images, conditions, config, directory, seed, label=""):
   )
   optimizer = keras.optimizers.Adam(schedule)
   variables = model.network.trainable_variables
+  optimizer.build(variables)
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  # The last loss is checkpointed too, so that a resumed run reports what an
+  # uninterrupted one would.
+  last_loss = tf.Variable(np.nan, dtype=tf.float32, trainable=False)
   checkpoint = tf.train.Checkpoint(
-      network=model.network, optimizer=optimizer, step=step
+      network=_variables(model.network),
+      optimizer=_variables(optimizer),
+      step=step,
+      loss=last_loss,
   )
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(directory, "checkpoints"), max_to_keep=2
   )
   if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    checkpoint.restore(manager.latest_checkpoint).assert_consumed()
     logging.info("%s: resuming at step %d.", label, int(step.numpy()))
-  else:
-    optimizer.build(variables)
 
   @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
   def train_step(x, c):
@@ -159,7 +164,6 @@ def train(model, images, conditions, config, directory, seed, label=""):
       interval=1.0,
   )
   progress.update(start)
-  loss_value = float("nan")
   for current in range(start, config.steps):
     index = batch_indices(num_examples, config.batch_size, current, seed)
     x = tf.constant(images[index])
@@ -172,6 +176,7 @@ def train(model, images, conditions, config, directory, seed, label=""):
           "is kept."
       )
     step.assign(current + 1)
+    last_loss.assign(loss_value)
     progress.update(current + 1, [("bits/dim", loss_value)])
     if (current + 1) % 25 == 0:
       with writer.as_default(step=current + 1):
@@ -182,18 +187,35 @@ def train(model, images, conditions, config, directory, seed, label=""):
     manager.save(checkpoint_number=int(step.numpy()))
   writer.flush()
   return {
-      "final_train_bits_per_dim": loss_value,
-      "steps_run": config.steps - start,
+      "final_train_bits_per_dim": float(last_loss.numpy()),
+      "steps": config.steps,
+      "resumed_from_step": start,
   }
 
 
+def _variables(keras_object):
+  """Every variable of a Keras model or optimizer, in a fixed order.
+
+  Checkpoints track these lists rather than the Keras objects themselves:
+  `tf.train.Checkpoint` does not follow Keras 3's lists of layers, so a
+  checkpoint of the model object would silently miss most of its layers.
+  The order is that of construction, the same for the same configuration.
+  """
+  return [getattr(v, "value", v) for v in keras_object.variables]
+
+
 def restore(model, directory):
-  """Loads the network weights of the latest checkpoint in `directory`."""
-  checkpoint = tf.train.Checkpoint(network=model.network)
+  """Loads the network weights of the latest checkpoint in `directory`.
+
+  Raises:
+    FileNotFoundError: if the directory holds no checkpoint.
+    AssertionError: if the checkpoint does not match the network exactly.
+  """
+  checkpoint = tf.train.Checkpoint(network=_variables(model.network))
   path = tf.train.latest_checkpoint(os.path.join(directory, "checkpoints"))
   if path is None:
     raise FileNotFoundError(f"No checkpoint under {directory}.")
-  checkpoint.restore(path).expect_partial()
+  checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
   return path
 
 

