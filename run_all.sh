@@ -4,6 +4,7 @@
 #   ./run_all.sh                  the embedded scale (CPU, under an hour)
 #   ./run_all.sh --scale=paper    CIFAR-10 and the full PixelCNN++ (GPUs)
 #   ./run_all.sh --scale=smoke    tiny, for checking the machinery
+#   ./run_all.sh --shard=I/N      train only shard I of N (see README.md)
 #
 # Trained models are kept in cache/, so a second run only redraws. Other
 # arguments are passed to every experiment, e.g.
@@ -19,6 +20,14 @@ args=()
 for arg in "$@"; do
   case "$arg" in
     --scale=*) scale="${arg#--scale=}" ;;
+    --shard=*)
+      shard="${arg#--shard=}"
+      if ! [[ "$shard" =~ ^[0-9]+/[0-9]+$ ]]; then
+        echo "run_all.sh: --shard=${shard}; accepted: INDEX/COUNT, e.g. 0/4" >&2
+        exit 2
+      fi
+      args+=("--gin_param=run.shard_index = ${shard%/*}"
+             "--gin_param=run.num_shards = ${shard#*/}") ;;
     *) args+=("$arg") ;;
   esac
 done

@@ -169,7 +169,10 @@ class SpatialConditioner(keras.Model):
     for block in self.native_blocks:
       x = block(x)
     if self.native_size != self.image_size:
-      x = tf.image.resize(x, self.image_size, method="bilinear")
+      # Resizing returns float32; keep the layer's compute precision.
+      x = tf.cast(
+          tf.image.resize(x, self.image_size, method="bilinear"), x.dtype
+      )
     for block in self.full_blocks:
       x = block(x)
     if self.linear is not None:

@@ -59,9 +59,10 @@ class Study:
     store: the `ArtifactStore`.
     seed: the master seed.
     total: how many inversion models the experiment needs, for progress.
+    shard: a `pipeline.Shard`, or None when this process runs everything.
   """
 
-  def __init__(self, store, seed, total_models):
+  def __init__(self, store, seed, total_models, shard=None):
     self.dataset = data.load_dataset()
     self.pixelcnn_config = inversion.PixelCNNConfig()
     self.train_config = training.TrainConfig()
@@ -72,6 +73,8 @@ class Study:
     self.store = store
     self.seed = seed
     self.total = total_models
+    self.shard = shard
+    self.skipped = 0
     self.done = 0
     self.dims = float(np.prod(self.dataset.image_shape))
     self.models = []
@@ -102,9 +105,45 @@ class Study:
         self.pixelcnn_config,
         self.train_config,
         self.seed,
+        self.shard,
     )
-    self.models.append(trained)
+    if trained is None:
+      # Another shard's model: a stand-in, so that the experiment goes on
+      # to the models of this shard. Its numbers are never written.
+      self.skipped += 1
+      trained = pipeline.TrainedInversion(
+          None,
+          condition,
+          {
+              "reused": False,
+              "train_seconds": 0.0,
+              "final_train_bits_per_dim": 0.0,
+          },
+          None,
+          np.zeros(len(self.dataset.test_labels)) + self.skipped,
+      )
+    else:
+      self.models.append(trained)
     return trained
+
+  def classifier(self, config=None):
+    return pipeline.classifier(
+        self.store,
+        config or self.classifier_config,
+        self.dataset,
+        self.seed,
+        self.shard,
+    )
+
+  def classifier_checkpoints(self, epochs):
+    return pipeline.classifier_checkpoints(
+        self.store,
+        self.classifier_config,
+        self.dataset,
+        self.seed,
+        epochs,
+        self.shard,
+    )
 
   def unconditional(self):
     return self.model(pipeline.unconditional())
@@ -128,6 +167,9 @@ class Study:
     return rows
 
   def samples(self, trained, indices, samples_per_image):
+    if trained.model is None:
+      shape = (len(indices), samples_per_image, *self.dataset.image_shape)
+      return np.zeros(shape, np.uint8)
     return pipeline.samples(
         trained, self.dataset, indices, samples_per_image, self.seed
     )
@@ -139,6 +181,7 @@ class Study:
     return {
         "trained": sum(not r["reused"] for r in records),
         "reused": sum(bool(r["reused"]) for r in records),
+        "skipped": self.skipped,
     }
 
 
@@ -260,10 +303,11 @@ def _layer_rows(study, trained_classifier, layers, unconditional, resamples):
   return flag_rises_with_depth(rows), models
 
 
-@gin.configurable(denylist=["store", "seed"])
+@gin.configurable(denylist=["store", "seed", "shard"])
 def mi_per_layer(
     store,
     seed,
+    shard=None,
     layers=DIGITS_LAYERS,
     controls=pipeline.CONTROLS,
     global_conditioning_layers=("input",),
@@ -280,6 +324,7 @@ def mi_per_layer(
   Args:
     store: an `ArtifactStore` for trained models.
     seed: the master seed.
+    shard: a `pipeline.Shard` to train only this shard's models.
     layers: probed layer names in depth order.
     controls: control rows, from 'input', 'constant' and 'label'.
     global_conditioning_layers: layers or controls also inverted with TFP's
@@ -293,7 +338,7 @@ def mi_per_layer(
   """
   started = time.time()
   total = 1 + len(controls) + len(layers) + len(global_conditioning_layers)
-  study = Study(store, seed, total)
+  study = Study(store, seed, total, shard)
   study.check_layers(layers)
   unknown = sorted(
       set(global_conditioning_layers) - set(layers) - set(controls)
@@ -304,9 +349,7 @@ def mi_per_layer(
         f"layers {list(layers)} or controls {list(controls)}."
     )
 
-  trained_classifier = pipeline.classifier(
-      store, study.classifier_config, study.dataset, seed
-  )
+  trained_classifier = study.classifier()
   unconditional = study.unconditional()
   control_rows = study.controls(unconditional, controls, bootstrap_resamples)
   layer_rows, models = _layer_rows(
@@ -357,10 +400,11 @@ def mi_per_layer(
   return results, arrays
 
 
-@gin.configurable(denylist=["store", "seed"])
+@gin.configurable(denylist=["store", "seed", "shard"])
 def inversion_samples(
     store,
     seed,
+    shard=None,
     layers=DIGITS_LAYERS,
     num_sample_images=6,
     samples_per_image=4,
@@ -373,6 +417,7 @@ def inversion_samples(
   Args:
     store: an `ArtifactStore`.
     seed: the master seed.
+    shard: a `pipeline.Shard` to train only this shard's models.
     layers: layer names in depth order.
     num_sample_images: test images, one row each.
     samples_per_image: samples per test image and layer.
@@ -381,11 +426,9 @@ def inversion_samples(
     `(results, samples)`.
   """
   started = time.time()
-  study = Study(store, seed, 2 + len(layers))
+  study = Study(store, seed, 2 + len(layers), shard)
   study.check_layers(layers)
-  trained_classifier = pipeline.classifier(
-      store, study.classifier_config, study.dataset, seed
-  )
+  trained_classifier = study.classifier()
   indices = sample_indices(study.dataset.test_labels, num_sample_images)
   arrays = {"originals": study.dataset.test_images[indices]}
   conditions = [pipeline.control_condition("input", study.dataset)]
@@ -412,10 +455,11 @@ def inversion_samples(
   return results, arrays
 
 
-@gin.configurable(denylist=["store", "seed"])
+@gin.configurable(denylist=["store", "seed", "shard"])
 def architectures(
     store,
     seed,
+    shard=None,
     downsampling=("max_pool", "avg_pool", "strided_conv"),
     layers=DIGITS_LAYERS,
     controls=pipeline.CONTROLS,
@@ -428,6 +472,7 @@ def architectures(
   Args:
     store: an `ArtifactStore`.
     seed: the master seed.
+    shard: a `pipeline.Shard` to train only this shard's models.
     downsampling: the variants of `ClassifierConfig.downsampling` compared.
     layers: probed layer names in depth order, the same for every variant.
     controls: control rows (shared by the variants: they do not depend on
@@ -441,7 +486,7 @@ def architectures(
   """
   started = time.time()
   total = 1 + len(controls) + len(downsampling) * len(layers)
-  study = Study(store, seed, total)
+  study = Study(store, seed, total, shard)
   configs = {
       kind: _with_downsampling(study.classifier_config, kind)
       for kind in downsampling
@@ -458,7 +503,7 @@ def architectures(
   variants = {}
   trained_classifiers = []
   for kind, config in configs.items():
-    trained_classifier = pipeline.classifier(store, config, study.dataset, seed)
+    trained_classifier = study.classifier(config)
     trained_classifiers.append(trained_classifier)
     layer_rows, models = _layer_rows(
         study, trained_classifier, layers, unconditional, bootstrap_resamples
@@ -495,10 +540,11 @@ def _with_downsampling(config, kind):
   return dataclasses.replace(config, downsampling=kind)
 
 
-@gin.configurable(denylist=["store", "seed"])
+@gin.configurable(denylist=["store", "seed", "shard"])
 def mi_training_dynamics(
     store,
     seed,
+    shard=None,
     epochs=(0, 1, 3, 10, 30),
     layers=("pool1", "pool2", "fc"),
     controls=pipeline.CONTROLS,
@@ -511,6 +557,7 @@ def mi_training_dynamics(
   Args:
     store: an `ArtifactStore`.
     seed: the master seed.
+    shard: a `pipeline.Shard` to train only this shard's models.
     epochs: the classifier's checkpoints, in epochs; 0 is initialisation.
     layers: probed layer names in depth order.
     controls: control rows (the same at every checkpoint).
@@ -525,11 +572,9 @@ def mi_training_dynamics(
   started = time.time()
   epochs = [int(e) for e in epochs]
   total = 1 + len(controls) + len(epochs) * len(layers)
-  study = Study(store, seed, total)
+  study = Study(store, seed, total, shard)
   study.check_layers(layers)
-  checkpoints = pipeline.classifier_checkpoints(
-      store, study.classifier_config, study.dataset, seed, epochs
-  )
+  checkpoints = study.classifier_checkpoints(epochs)
   unconditional = study.unconditional()
   rows = study.controls(unconditional, controls, bootstrap_resamples)
   for row in rows:

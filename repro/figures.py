@@ -122,7 +122,7 @@ def plot_mi_per_layer(results, output_dir):
       f"(classifier test accuracy {accuracy:.3f})",
       fontsize=10,
   )
-  axis.legend(fontsize=7, loc="upper right")
+  axis.legend(fontsize=7, loc="center right")
   return _save(figure, output_dir, "mi_per_layer")
 
 
@@ -201,7 +201,7 @@ def plot_architectures(results, output_dir):
       f"{results['dataset']['name']}: MI per layer by down-sampling",
       fontsize=10,
   )
-  axis.legend(fontsize=7, loc="upper right")
+  axis.legend(fontsize=7, loc="center right")
   return _save(figure, output_dir, "mi_by_architecture")
 
 

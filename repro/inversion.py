@@ -18,6 +18,7 @@ two things:
 import dataclasses
 
 import gin
+import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -26,6 +27,8 @@ from repro import pixelcnn
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
+
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @gin.configurable
@@ -42,6 +45,9 @@ class PixelCNNConfig:
     dropout_rate: dropout inside the gated residual layers while training.
     activation: 'concat_elu' (PixelCNN++) or 'elu', which halves the
       inputs of every convolution.
+    precision: 'float32', or 'mixed_bfloat16' to compute the network in
+      bfloat16 with float32 weights (for GPUs and TPUs); the likelihood is
+      always computed in float32.
     conditioner_filters: channels of the conditioning feature maps.
     conditioner_blocks: residual blocks of the conditioning network at the
       activation's resolution and again at the image's.
@@ -53,6 +59,7 @@ class PixelCNNConfig:
   num_logistic_mix: int = 5
   dropout_rate: float = 0.0
   activation: str = "concat_elu"
+  precision: str = "float32"
   conditioner_filters: int = 32
   conditioner_blocks: int = 1
 
@@ -73,6 +80,11 @@ class PixelCNNConfig:
       raise ValueError(
           f"PixelCNNConfig.dropout_rate={self.dropout_rate!r}; accepted: a "
           "number in [0, 1)."
+      )
+    if self.precision not in PRECISIONS:
+      raise ValueError(
+          f"PixelCNNConfig.precision={self.precision!r}; accepted: "
+          f"{PRECISIONS}."
       )
     if self.activation not in pixelcnn.ACTIVATIONS:
       raise ValueError(
@@ -334,8 +346,8 @@ class InversionModel(tfd.PixelCNN):
 
     # Zeros above the first band, as the zero padding of the full image.
     above_first = {
-        key: tf.zeros([n, *shape])
-        for key, shape in self._band_context_shapes().items()
+        key: tf.zeros([n, *shape], dtype)
+        for key, (shape, dtype) in self.band_context_specs().items()
     }
     _, images, _ = tf.while_loop(
         lambda start, *_: start < height,
@@ -345,8 +357,8 @@ class InversionModel(tfd.PixelCNN):
     )
     return images
 
-  def _band_context_shapes(self):
-    """Shape, without batch, of each layer's rows above a band."""
+  def band_context_specs(self):
+    """Shape without batch, and dtype, of each layer's rows above a band."""
     if self._context_shapes is None:
       # Found once by evaluating a band of one image eagerly, so that the
       # sampler's graph holds a single copy of the network.
@@ -367,7 +379,8 @@ class InversionModel(tfd.PixelCNN):
             tf.zeros([1, band_height, width, channels]), features, False, band
         )
         self._context_shapes = {
-            key: tuple(value.shape[1:]) for key, value in band.below.items()
+            key: (tuple(value.shape[1:]), value.dtype)
+            for key, value in band.below.items()
         }
     return self._context_shapes
 
@@ -446,41 +459,47 @@ def build_inversion_model(
         f"{activation_shape!r}."
     )
 
-  conditioner = None
-  if conditioning != "none":
-    conditioning_lib.check_activation_shape(activation_shape, image_shape)
-    mean, variance = statistics
-    if conditioning == "spatial":
-      conditioner = conditioning_lib.SpatialConditioner(
-          activation_shape,
-          image_shape,
-          config.num_stages,
-          mean,
-          variance,
-          filters=config.conditioner_filters,
-          num_blocks=config.conditioner_blocks,
-      )
-    else:
-      conditioner = conditioning_lib.GlobalConditioner(
-          activation_shape, config.num_stages, mean, variance
-      )
+  # Keras builds every layer under the policy current at construction.
+  previous_policy = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(config.precision)
+  try:
+    conditioner = None
+    if conditioning != "none":
+      conditioning_lib.check_activation_shape(activation_shape, image_shape)
+      mean, variance = statistics
+      if conditioning == "spatial":
+        conditioner = conditioning_lib.SpatialConditioner(
+            activation_shape,
+            image_shape,
+            config.num_stages,
+            mean,
+            variance,
+            filters=config.conditioner_filters,
+            num_blocks=config.conditioner_blocks,
+        )
+      else:
+        conditioner = conditioning_lib.GlobalConditioner(
+            activation_shape, config.num_stages, mean, variance
+        )
 
-  network = pixelcnn.PixelCNNNetwork(
-      image_shape,
-      num_filters=config.num_filters,
-      num_resnet=config.num_resnet,
-      num_stages=config.num_stages,
-      num_logistic_mix=config.num_logistic_mix,
-      dropout_rate=config.dropout_rate,
-      activation=config.activation,
-      conditioning=conditioning,
-      conditioner=conditioner,
-  )
-  image = tf.zeros([1, *image_shape])
-  if conditioner is None:
-    network(image)
-  else:
-    network([image, tf.zeros([1, *activation_shape])])
+    network = pixelcnn.PixelCNNNetwork(
+        image_shape,
+        num_filters=config.num_filters,
+        num_resnet=config.num_resnet,
+        num_stages=config.num_stages,
+        num_logistic_mix=config.num_logistic_mix,
+        dropout_rate=config.dropout_rate,
+        activation=config.activation,
+        conditioning=conditioning,
+        conditioner=conditioner,
+    )
+    image = tf.zeros([1, *image_shape])
+    if conditioner is None:
+      network(image)
+    else:
+      network([image, tf.zeros([1, *activation_shape])])
+  finally:
+    keras.config.set_dtype_policy(previous_policy)
   return InversionModel(
       network,
       None if conditioner is None else tuple(activation_shape),

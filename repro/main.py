@@ -22,6 +22,7 @@ import tensorflow as tf
 import repro  # noqa: F401  (selects the Keras backend first)
 from repro import experiments
 from repro import figures
+from repro import pipeline
 from repro import store as store_lib
 from repro import tables
 
@@ -30,7 +31,7 @@ from repro import tables
 from repro import classifiers  # noqa: F401
 from repro import data  # noqa: F401
 from repro import inversion  # noqa: F401
-from repro import training  # noqa: F401
+from repro import training
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,6 +93,8 @@ _OPERATIONAL = (
     "run.overwrite",
     "run.optimize_graphs",
     "run.deterministic_ops",
+    "run.shard_index",
+    "run.num_shards",
 )
 
 
@@ -139,6 +142,8 @@ def run(
     optimize_graphs=False,
     deterministic_ops=False,
     overwrite=False,
+    shard_index=None,
+    num_shards=1,
 ):
   """Runs `experiment`, saves its results, operative config and figures.
 
@@ -160,6 +165,11 @@ def run(
       on the same machine gives the same numbers to the last bit.
     overwrite: whether results of a different configuration in
       `output_dir` may be replaced.
+    shard_index: with `num_shards` > 1, which share of the experiment's
+      models this process trains, in [0, num_shards). A shard writes no
+      results: once every shard has finished, the same command without
+      sharding finds every model in the shared cache and draws the figures.
+    num_shards: how many processes (machines) share the training.
 
   Returns:
     The output directory.
@@ -169,13 +179,17 @@ def run(
   )
   if deterministic_ops:
     tf.config.experimental.enable_op_determinism()
+  # A multi-worker strategy must exist before TensorFlow runs anything.
+  training.distribution_strategy(training.TrainConfig().strategy)
+  shard = _shard(shard_index, num_shards)
   name = experiment.__name__
   if output_dir is None:
     output_dir = os.path.join(REPOSITORY, "paper_figures", name)
   if cache_dir is None:
     cache_dir = os.path.join(REPOSITORY, "cache")
   fingerprint = config_fingerprint()
-  _check_output_dir(output_dir, fingerprint, overwrite)
+  if shard is None:
+    _check_output_dir(output_dir, fingerprint, overwrite)
   logging.info(
       "Experiment %s: results in %s, artifacts in %s.",
       name,
@@ -183,7 +197,23 @@ def run(
       cache_dir,
   )
 
-  results, arrays = experiment(store_lib.ArtifactStore(cache_dir), seed)
+  results, arrays = experiment(
+      store_lib.ArtifactStore(cache_dir), seed, shard=shard
+  )
+  if shard is not None:
+    logging.info(
+        "%s shard %d/%d done in %.0f s: %d artifacts trained, %d reused, %d "
+        "left to other shards. When every shard is done, run the same "
+        "command without run.shard_index and run.num_shards to gather.",
+        name,
+        shard.index,
+        shard.count,
+        results["seconds"],
+        results["artifacts"]["trained"],
+        results["artifacts"]["reused"],
+        results["artifacts"]["skipped"],
+    )
+    return None
   results["config_fingerprint"] = fingerprint
   staging = f"{output_dir.rstrip('/')}.partial-{os.getpid()}"
   if tf.io.gfile.exists(staging):
@@ -206,9 +236,31 @@ def run(
   return output_dir
 
 
+def _shard(index, count):
+  """The `pipeline.Shard` of this process, or None when unsharded."""
+  if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+    raise ValueError(f"run.num_shards={count!r}; accepted: an integer >= 1.")
+  if count == 1:
+    if index not in (None, 0):
+      raise ValueError(
+          f"run.shard_index={index!r} with run.num_shards=1; accepted: None."
+      )
+    return None
+  if (
+      not isinstance(index, int)
+      or isinstance(index, bool)
+      or not (0 <= index < count)
+  ):
+    raise ValueError(
+        f"run.shard_index={index!r}; accepted: an integer in [0, {count})."
+    )
+  return pipeline.Shard(index, count)
+
+
 # Errors that describe a bad input or a refused action; they are reported
 # as one message, without a traceback.
 _USER_ERRORS = (
+    TimeoutError,
     ValueError,
     FileNotFoundError,
     FileExistsError,

@@ -27,7 +27,45 @@ _NON_SEMANTIC_TRAIN_FIELDS = (
     "checkpoint_every",
     "jit_compile",
     "eval_batch_size",
+    "strategy",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+  """This process's share of an experiment split over several machines.
+
+  Every artifact belongs to one shard, chosen by its key. A shard trains
+  its own artifacts, skips the inversion models of other shards, and waits
+  for the classifiers of other shards, which its own models need. All the
+  shards share one artifact store.
+
+  Attributes:
+    index: this shard, in [0, count).
+    count: the number of shards.
+    wait_seconds: how long to wait for another shard's classifier.
+  """
+
+  index: int
+  count: int
+  wait_seconds: float = 7200.0
+
+  def owns(self, directory):
+    key = os.path.basename(directory.rstrip("/"))
+    return int(key, 16) % self.count == self.index
+
+
+def _wait_for_records(store, directories, shard):
+  """Waits until another shard has finished the artifacts in `directories`."""
+  deadline = time.time() + shard.wait_seconds
+  while not all(store.record(d) is not None for d in directories):
+    if time.time() > deadline:
+      raise TimeoutError(
+          f"Shard {shard.index}/{shard.count}: waited {shard.wait_seconds} s "
+          f"for classifiers {directories} from another shard; is every shard "
+          "running with the same cache_dir?"
+      )
+    time.sleep(10.0)
 
 
 def dataset_spec(dataset):
@@ -42,6 +80,19 @@ def dataset_spec(dataset):
           + [int(dataset.train_images.sum())]
       ),
   }
+
+
+def pixelcnn_spec(config):
+  """The inversion model's sizes, for artifact keys.
+
+  The precision enters the key only when it is not the default float32, so
+  that artifacts trained before the precision was selectable keep their
+  keys.
+  """
+  spec = dataclasses.asdict(config)
+  if spec["precision"] == "float32":
+    spec.pop("precision")
+  return spec
 
 
 def train_spec(config):
@@ -70,7 +121,7 @@ def _classifier_spec(config, dataset, seed, epoch):
   }
 
 
-def classifier_checkpoints(store, config, dataset, seed, epochs):
+def classifier_checkpoints(store, config, dataset, seed, epochs, shard=None):
   """The classifier of `config` after each of `epochs`, trained or found.
 
   Training runs epoch by epoch, so the model after epoch e is the same
@@ -84,6 +135,7 @@ def classifier_checkpoints(store, config, dataset, seed, epochs):
     dataset: the `Dataset` it is trained on.
     seed: its seed.
     epochs: sorted distinct epochs to keep; 0 is the initialisation.
+    shard: a `Shard`, or None when one process runs everything.
 
   Returns:
     A list of `TrainedClassifier`, one per epoch; each record holds the
@@ -98,6 +150,9 @@ def classifier_checkpoints(store, config, dataset, seed, epochs):
   specs = [_classifier_spec(config, dataset, seed, e) for e in epochs]
   directories = [store.directory("classifier", spec) for spec in specs]
   records = [store.record(d) for d in directories]
+  if shard is not None and not shard.owns(directories[0]):
+    _wait_for_records(store, directories, shard)
+    records = [store.record(d) for d in directories]
   if all(record is not None for record in records):
     logging.info("Classifier checkpoints %s found in the store.", epochs)
     return [
@@ -147,11 +202,11 @@ def classifier_checkpoints(store, config, dataset, seed, epochs):
   return result
 
 
-def classifier(store, config, dataset, seed):
+def classifier(store, config, dataset, seed, shard=None):
   """The classifier of `config` after `config.epochs` epochs."""
-  return classifier_checkpoints(store, config, dataset, seed, [config.epochs])[
-      0
-  ]
+  return classifier_checkpoints(
+      store, config, dataset, seed, [config.epochs], shard
+  )[0]
 
 
 @dataclasses.dataclass
@@ -257,7 +312,13 @@ class TrainedInversion:
 
 
 def inversion_model(
-    store, dataset, condition, pixelcnn_config, train_config, master_seed
+    store,
+    dataset,
+    condition,
+    pixelcnn_config,
+    train_config,
+    master_seed,
+    shard=None,
 ):
   """The trained inversion model for `condition`, with its test NLLs.
 
@@ -269,9 +330,11 @@ def inversion_model(
     train_config: a `TrainConfig`.
     master_seed: the experiment's seed; the model's own seed derives from it
       and from what the model is conditioned on.
+    shard: a `Shard`, or None when one process runs everything.
 
   Returns:
-    A `TrainedInversion`; `test_nll` is `[n_test]` bits per image.
+    A `TrainedInversion`; `test_nll` is `[n_test]` bits per image. None if
+    the model belongs to another shard.
   """
   seed = store_lib.derive_seed(
       master_seed, "inversion", condition.source, condition.conditioning
@@ -280,12 +343,15 @@ def inversion_model(
       "dataset": dataset_spec(dataset),
       "condition": condition.source,
       "conditioning": condition.conditioning,
-      "pixelcnn": dataclasses.asdict(pixelcnn_config),
+      "pixelcnn": pixelcnn_spec(pixelcnn_config),
       "train": train_spec(train_config),
       "seed": seed,
   }
   directory = store.directory("inversion", spec)
   label = f"{condition.name} ({condition.conditioning})"
+  if shard is not None and not shard.owns(directory):
+    logging.info("%s: left to another shard.", label)
+    return None
   record = store.record(directory)
   train_conditions = None
   if record is None:
@@ -301,13 +367,15 @@ def inversion_model(
       channels = condition.shape[-1]
       statistics = (np.zeros(channels), np.ones(channels))
   keras.utils.set_random_seed(seed)
-  model = inversion.build_inversion_model(
-      pixelcnn_config,
-      dataset.image_shape,
-      condition.conditioning,
-      condition.shape,
-      statistics,
-  )
+  strategy = training.distribution_strategy(train_config.strategy)
+  with strategy.scope():
+    model = inversion.build_inversion_model(
+        pixelcnn_config,
+        dataset.image_shape,
+        condition.conditioning,
+        condition.shape,
+        statistics,
+    )
 
   nll_path = os.path.join(directory, "test_nll.npy")
   if record is not None:
@@ -342,8 +410,6 @@ def inversion_model(
     raise FloatingPointError(
         f"{label}: test log-likelihoods contain NaN or infinity."
     )
-  with tf.io.gfile.GFile(nll_path, "wb") as f:
-    np.save(f, test_nll)
   dims = float(np.prod(dataset.image_shape))
   record = dict(
       result,
@@ -355,7 +421,11 @@ def inversion_model(
           sum(np.prod(v.shape) for v in model.network.trainable_variables)
       ),
   )
-  store.finish(directory, record)
+  # With several workers, one writes; the others computed the same model.
+  if training.is_chief(strategy):
+    with tf.io.gfile.GFile(nll_path, "wb") as f:
+      np.save(f, test_nll)
+    store.finish(directory, record)
   return TrainedInversion(
       model, condition, dict(record, reused=False), directory, test_nll
   )

@@ -386,6 +386,8 @@ class PixelCNNNetwork(keras.Model):
     params = self.output_layer(tf.nn.elu(ul))
     if self.condition_output is not None:
       params = params + self.condition_output(features[0])
+    # The likelihood is computed in float32 whatever the network's precision.
+    params = tf.cast(params, tf.float32)
     params = tf.reshape(
         params,
         [

@@ -18,6 +18,49 @@ import tensorflow as tf
 from absl import logging
 
 LOG2 = math.log(2.0)
+STRATEGIES = ("default", "mirrored", "multi_worker")
+_STRATEGY = {}
+
+
+def distribution_strategy(name):
+  """The process's `tf.distribute` strategy, created on first use.
+
+  Args:
+    name: 'default' (one device), 'mirrored' (every local GPU, or CPU, in
+      sync: `tf.distribute.MirroredStrategy`) or 'multi_worker' (every
+      device of every host named in the `TF_CONFIG` environment variable:
+      `tf.distribute.MultiWorkerMirroredStrategy`). A multi-worker strategy
+      must exist before TensorFlow runs anything else, so `repro.main`
+      creates it first.
+
+  Returns:
+    The strategy; the same object on every later call.
+  """
+  if name not in STRATEGIES:
+    raise ValueError(f"TrainConfig.strategy={name!r}; accepted: {STRATEGIES}.")
+  if _STRATEGY and name not in _STRATEGY:
+    raise ValueError(
+        f"The strategy is already {next(iter(_STRATEGY))!r} in this process; "
+        f"got {name!r}."
+    )
+  if name not in _STRATEGY:
+    if name == "default":
+      _STRATEGY[name] = tf.distribute.get_strategy()
+    elif name == "mirrored":
+      _STRATEGY[name] = tf.distribute.MirroredStrategy()
+    else:
+      _STRATEGY[name] = tf.distribute.MultiWorkerMirroredStrategy()
+  return _STRATEGY[name]
+
+
+def is_chief(strategy):
+  """Whether this process writes artifacts (always, unless a worker > 0)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  return resolver.task_type == "chief" or (
+      resolver.task_type == "worker" and resolver.task_id == 0
+  )
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -36,8 +79,12 @@ class TrainConfig:
       `final_learning_fraction` of itself over `steps`.
     final_learning_fraction: the step size at the end, as a fraction.
     checkpoint_every: steps between checkpoints.
-    jit_compile: whether XLA compiles the training step.
+    jit_compile: whether XLA compiles the training step. Off by default:
+      on a 2-core CPU it was measured slower (87 against 79 ms a step at
+      the embedded size) and takes 15 s longer to compile.
     eval_batch_size: images per batch when computing test likelihoods.
+    strategy: 'default', 'mirrored' or 'multi_worker'; see
+      `distribution_strategy`. The batch is split evenly over the replicas.
   """
 
   steps: int = 1000
@@ -47,6 +94,7 @@ class TrainConfig:
   checkpoint_every: int = 250
   jit_compile: bool = False
   eval_batch_size: int = 100
+  strategy: str = "default"
 
   def __post_init__(self):
     for name in ("steps", "batch_size", "checkpoint_every", "eval_batch_size"):
@@ -66,6 +114,10 @@ class TrainConfig:
       raise ValueError(
           "TrainConfig.final_learning_fraction="
           f"{self.final_learning_fraction!r}; accepted: a number in [0, 1]."
+      )
+    if self.strategy not in STRATEGIES:
+      raise ValueError(
+          f"TrainConfig.strategy={self.strategy!r}; accepted: {STRATEGIES}."
       )
     if not isinstance(self.jit_compile, bool):
       raise ValueError(
@@ -92,7 +144,9 @@ def batch_indices(num_examples, batch_size, step, seed):
   return order[position * batch_size : (position + 1) * batch_size]
 
 
-def train(model, images, conditions, config, directory, seed, label=""):
+def train(
+    model, images, conditions, config, directory, seed, label="", strategy=None
+):
   """Trains `model` for `config.steps` steps, resuming from checkpoints.
 
   Args:
@@ -104,6 +158,8 @@ def train(model, images, conditions, config, directory, seed, label=""):
     directory: where checkpoints and TensorBoard events are written.
     seed: determines minibatches and dropout.
     label: a name shown in progress output.
+    strategy: the `tf.distribute` strategy the model was built under; None
+      means `distribution_strategy(config.strategy)`.
 
   Returns:
     Dict with the final training loss in bits per dimension and the number
@@ -119,15 +175,25 @@ def train(model, images, conditions, config, directory, seed, label=""):
         f"TrainConfig.batch_size={config.batch_size} exceeds the "
         f"{num_examples} training images."
     )
+  if strategy is None:
+    strategy = distribution_strategy(config.strategy)
+  replicas = strategy.num_replicas_in_sync
+  if config.batch_size % replicas:
+    raise ValueError(
+        f"TrainConfig.batch_size={config.batch_size} does not split over "
+        f"{replicas} replicas; accepted: a multiple of {replicas}."
+    )
+  per_replica = config.batch_size // replicas
   dims = float(np.prod(images.shape[1:]))
   schedule = keras.optimizers.schedules.CosineDecay(
       config.learning_rate,
       decay_steps=config.steps,
       alpha=config.final_learning_fraction,
   )
-  optimizer = keras.optimizers.Adam(schedule)
-  variables = model.network.trainable_variables
-  optimizer.build(variables)
+  with strategy.scope():
+    optimizer = keras.optimizers.Adam(schedule)
+    variables = model.network.trainable_variables
+    optimizer.build(variables)
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   # The last loss is checkpointed too, so that a resumed run reports what an
   # uninterrupted one would.
@@ -138,22 +204,40 @@ def train(model, images, conditions, config, directory, seed, label=""):
       step=step,
       loss=last_loss,
   )
-  manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(directory, "checkpoints"), max_to_keep=2
-  )
+  checkpoints = os.path.join(directory, "checkpoints")
+  if not is_chief(strategy):
+    # Every worker must save (saving is collective), but only the chief's
+    # copy is kept.
+    checkpoints = os.path.join(
+        directory, f"worker-{strategy.cluster_resolver.task_id}-checkpoints"
+    )
+  manager = tf.train.CheckpointManager(checkpoint, checkpoints, max_to_keep=2)
   if manager.latest_checkpoint:
     checkpoint.restore(manager.latest_checkpoint).assert_consumed()
     logging.info("%s: resuming at step %d.", label, int(step.numpy()))
 
-  @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
-  def train_step(x, c):
-    kwargs = {} if c is None else {"conditional_input": c}
+  def replica_step(x, c):
+    # Each replica takes its slice of the global batch; the optimizer sums
+    # the replicas' gradients, hence the division.
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    x = x[replica * per_replica : (replica + 1) * per_replica]
+    kwargs = {}
+    if c is not None:
+      kwargs["conditional_input"] = c[
+          replica * per_replica : (replica + 1) * per_replica
+      ]
     with tf.GradientTape() as tape:
       log_prob = model.log_prob(x, training=True, **kwargs)
       loss = -tf.reduce_mean(log_prob) / (dims * LOG2)
-    gradients = tape.gradient(loss, variables)
+      replica_share = loss / replicas
+    gradients = tape.gradient(replica_share, variables)
     optimizer.apply_gradients(zip(gradients, variables))
     return loss
+
+  @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+  def train_step(x, c):
+    losses = strategy.run(replica_step, args=(x, c))
+    return strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
 
   writer = tf.summary.create_file_writer(os.path.join(directory, "train"))
   start = int(step.numpy())
