@@ -1,6 +1,7 @@
 r"""Speed and memory of the inversion model against TFP's stock PixelCNN.
 
-    python -m repro.bench [--sizes=embedded,paper] [--output=FILE.json]
+    python -m repro.bench [--sizes=embedded,paper] [--nofull_run]
+        [--output=FILE.json]
 
 For each size it measures, in one run on one machine, each in a fresh
 subprocess so that peak memory is the measurement's own:
@@ -16,8 +17,11 @@ subprocess so that peak memory is the measurement's own:
 - this project's training step compiled with XLA, for the choice of
   `TrainConfig.jit_compile`.
 
-It also reports the wall time of the last full `gin/mi_per_layer.gin` run,
-read from `paper_figures/mi_per_layer/results.json`.
+With `--full_run` (the default) it also times one whole
+`gin/mi_per_layer.gin` run at the embedded scale, from an empty cache and
+into a temporary directory, so that nothing already trained is reused and
+`paper_figures/` is left alone; it reports the wall time of the command and
+its peak memory.
 
 At the paper's size a full sample takes a CPU far too long (TFP's sampler
 runs a 160-filter PixelCNN++ 1,025 times per image), so there one pixel
@@ -66,6 +70,20 @@ SIZES = {
         "batch_size": 16,
         "train_steps": 3,
         "samples": 4,
+    },
+    # Tiny, to check that the benchmark itself runs.
+    "smoke": {
+        "image_shape": (8, 8, 1),
+        "activation_shape": (4, 4, 2),
+        "num_filters": 4,
+        "num_resnet": 1,
+        "num_stages": 2,
+        "num_logistic_mix": 2,
+        "dropout_rate": 0.0,
+        "activation": "elu",
+        "batch_size": 4,
+        "train_steps": 2,
+        "samples": 2,
     },
 }
 
@@ -245,28 +263,79 @@ def _time_one_pixel_step(model, ours, n, conditions, repeats=5):
 
 def _measure(kind, size_name):
   full = "full" if size_name in _FULL_SAMPLES.value else "step"
-  command = [
-      sys.executable,
-      "-m",
-      "repro.bench",
-      f"--worker={kind}:{size_name}:{full}",
-  ]
+  return _run_worker(f"{kind}:{size_name}:{full}")
+
+
+def _run_worker(worker):
+  """Runs one measurement in a fresh process and returns its JSON line."""
+  command = [sys.executable, "-m", "repro.bench", f"--worker={worker}"]
   output = subprocess.run(
       command, cwd=REPOSITORY, capture_output=True, text=True, check=False
   )
   for line in output.stdout.splitlines():
     if line.startswith("BENCH "):
       return json.loads(line[len("BENCH ") :])
-  raise RuntimeError(
-      f"Benchmark {kind} at {size_name} failed:\n{output.stderr[-3000:]}"
-  )
+  raise RuntimeError(f"Benchmark {worker} failed:\n{output.stderr[-3000:]}")
 
 
 _WORKER = flags.DEFINE_string("worker", None, "Internal: one measurement.")
+_FULL_RUN = flags.DEFINE_bool(
+    "full_run",
+    True,
+    "Also time a whole gin/mi_per_layer.gin run from an empty cache.",
+)
+
+
+def _full_run_worker():
+  """Times gin/mi_per_layer.gin from scratch; prints a JSON line.
+
+  The experiment runs as this process's only child, so the children's peak
+  resident memory is the experiment's own.
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  with tempfile.TemporaryDirectory() as directory:
+    output_dir = os.path.join(directory, "mi_per_layer")
+    command = [
+        sys.executable,
+        "-m",
+        "repro.main",
+        "--gin_file=gin/mi_per_layer.gin",
+        f"--output_dir={output_dir}",
+        f"--gin_param=run.cache_dir = '{os.path.join(directory, 'cache')}'",
+    ]
+    started = time.time()
+    output = subprocess.run(
+        command, cwd=REPOSITORY, capture_output=True, text=True, check=False
+    )
+    seconds = time.time() - started
+    if output.returncode:
+      raise RuntimeError(
+          f"{' '.join(command)} failed:\n{output.stderr[-3000:]}"
+      )
+    with open(os.path.join(output_dir, "results.json")) as f:
+      results = json.load(f)
+  print(
+      "BENCH "
+      + json.dumps(
+          {
+              "kind": "full_run",
+              "seconds": seconds,
+              "artifacts": results["artifacts"],
+              "peak_rss_mb": (
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                  / 1024.0
+              ),
+          }
+      )
+  )
 
 
 def main(argv):
   del argv
+  if _WORKER.value == "full_run":
+    _full_run_worker()
+    return
   if _WORKER.value:
     kind, size_name, full = _WORKER.value.split(":")
     _worker(kind, size_name, full == "full")
@@ -312,15 +381,15 @@ def main(argv):
       report["rows"].append(row)
       print(_format_row(row), flush=True)
 
-  results_path = os.path.join(
-      REPOSITORY, "paper_figures", "mi_per_layer", "results.json"
-  )
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      report["mi_per_layer_seconds"] = json.load(f)["seconds"]
+  if _FULL_RUN.value:
+    full_run = _run_worker("full_run")
+    report["mi_per_layer_run"] = full_run
     print(
-        "Last gin/mi_per_layer.gin run (paper_figures/mi_per_layer): "
-        f"{report['mi_per_layer_seconds'] / 60:.1f} min of experiment time."
+        "python -m repro.main --gin_file=gin/mi_per_layer.gin from an empty "
+        f"cache: {full_run['seconds'] / 60:.1f} min, "
+        f"{full_run['artifacts']['trained']} models trained, peak memory "
+        f"{full_run['peak_rss_mb']:.0f} MB",
+        flush=True,
     )
   if _OUTPUT.value:
     with open(_OUTPUT.value, "w") as f:
