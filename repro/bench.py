@@ -54,7 +54,7 @@ SIZES = {
         "dropout_rate": 0.0,
         "activation": "elu",
         "batch_size": 8,
-        "train_steps": 30,
+        "train_steps": 100,
         "samples": 8,
     },
     # PixelCNN++ at its CIFAR-10 settings, as in gin/scale/paper.gin.
