@@ -139,7 +139,8 @@ def kde_upper_bound(activations, noise_variance, block_size=_BLOCK):
       columns = block(column)
       end = column + columns.shape[0]
       distances[:, column:end] = (
-          norms[start:stop, None] + norms[None, column:end]
+          norms[start:stop, None]
+          + norms[None, column:end]
           - 2.0 * rows @ columns.T
       )
     # Rounding can leave tiny negatives, and a nonzero distance of a point
@@ -213,9 +214,7 @@ class OtherEstimators:
     try:
       check_noise_variance(self.kde_noise_variance)
     except ValueError as error:
-      raise ValueError(
-          f"OtherEstimators.kde_noise_variance: {error}"
-      ) from None
+      raise ValueError(f"OtherEstimators.kde_noise_variance: {error}") from None
     object.__setattr__(self, "bin_counts", counts)
 
   def settings(self, num_test):
