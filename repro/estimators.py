@@ -54,7 +54,8 @@ def _flatten(activations):
 
 def _entropy_bits(counts):
   p = np.asarray(counts, np.float64) / np.sum(counts)
-  return float(-np.sum(p * np.log2(p)))
+  # Adding 0.0 turns the -0.0 of a single symbol into 0.0.
+  return float(-np.sum(p * np.log2(p))) + 0.0
 
 
 def bin_indices(activations, num_bins):
