@@ -360,6 +360,9 @@ def mi_per_layer(
   Trains the classifier, an unconditional PixelCNN for H(x), the controls,
   and one inversion model per layer (conditioned per pixel), plus TFP's
   global conditioning for `global_conditioning_layers` as the comparison.
+  Beside them, `results['estimators']` holds the binning and kernel density
+  estimates (`estimators.OtherEstimators`) of the controls and layers, on
+  the same test activations.
 
   Args:
     store: an `ArtifactStore` for trained models.
@@ -612,6 +615,9 @@ def mi_training_dynamics(
     bootstrap_resamples=2000,
 ):
   """MI per layer at checkpoints of one classifier over its training.
+
+  As in `mi_per_layer`, `results['estimators']` holds the binning and
+  kernel density estimates of the controls and of each (checkpoint, layer).
 
   Args:
     store: an `ArtifactStore`.
