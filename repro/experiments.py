@@ -10,6 +10,10 @@ Every MI table carries control rows computed by the same code as the layer
 rows: the image itself (Î should approach H(x)), a constant (Î should be
 zero within its interval) and the true label (Î should not exceed
 log2(classes) beyond its interval).
+
+Beside the PixelCNN estimate, `mi_per_layer` and `mi_training_dynamics`
+compute two estimators of the information-bottleneck literature on the same
+test activations (`repro.estimators`), for the layers and the controls.
 """
 
 import dataclasses
@@ -23,6 +27,7 @@ from absl import logging
 from repro import classifiers
 from repro import data
 from repro import estimate
+from repro import estimators
 from repro import inversion
 from repro import pipeline
 from repro import training
@@ -303,6 +308,41 @@ def _layer_rows(study, trained_classifier, layers, unconditional, resamples):
   return flag_rises_with_depth(rows), models
 
 
+def _estimator_rows(study, others, conditions, **extra):
+  """The other estimators' rows for conditions, on the test activations.
+
+  Args:
+    study: the `Study`.
+    others: an `estimators.OtherEstimators`.
+    conditions: `(kind, pipeline.Condition)` pairs, kind 'layer' or
+      'control'.
+    **extra: more fields for every row (group, epoch).
+
+  Returns:
+    A list of rows, as `OtherEstimators.rows` makes them.
+  """
+  rows = []
+  for kind, condition in conditions:
+    activations = condition.on(
+        study.dataset.test_images, study.dataset.test_labels
+    )
+    rows += others.rows(
+        condition.name,
+        kind,
+        activations,
+        study.dataset.num_classes,
+        **extra,
+    )
+  return rows
+
+
+def _control_conditions(study, controls):
+  return [
+      ("control", pipeline.control_condition(name, study.dataset))
+      for name in controls
+  ]
+
+
 @gin.configurable(denylist=["store", "seed", "shard"])
 def mi_per_layer(
     store,
@@ -320,6 +360,9 @@ def mi_per_layer(
   Trains the classifier, an unconditional PixelCNN for H(x), the controls,
   and one inversion model per layer (conditioned per pixel), plus TFP's
   global conditioning for `global_conditioning_layers` as the comparison.
+  Beside them, `results['estimators']` holds the binning and kernel density
+  estimates (`estimators.OtherEstimators`) of the controls and layers, on
+  the same test activations.
 
   Args:
     store: an `ArtifactStore` for trained models.
@@ -337,6 +380,8 @@ def mi_per_layer(
     `(results, samples)`: the dict of every number and the sample arrays.
   """
   started = time.time()
+  # Built first, so that a bad setting stops the run before any training.
+  others = estimators.OtherEstimators()
   total = 1 + len(controls) + len(layers) + len(global_conditioning_layers)
   study = Study(store, seed, total, shard)
   study.check_layers(layers)
@@ -380,6 +425,19 @@ def mi_per_layer(
         trained, indices, samples_per_image
     )
 
+  estimator_rows = []
+  # A shard writes no results, so it skips the estimates.
+  if shard is None:
+    estimator_rows = _estimator_rows(
+        study,
+        others,
+        _control_conditions(study, controls)
+        + [
+            ("layer", pipeline.layer_condition(trained_classifier, layer))
+            for layer in layers
+        ],
+    )
+
   results = {
       "experiment": "mi_per_layer",
       "dataset": pipeline.dataset_spec(study.dataset),
@@ -389,6 +447,10 @@ def mi_per_layer(
           unconditional, study.dims, bootstrap_resamples, seed
       ),
       "rows": control_rows + layer_rows + global_rows,
+      "estimators": dict(
+          others.settings(len(study.dataset.test_labels)),
+          rows=estimator_rows,
+      ),
       "samples": {
           "test_indices": [int(i) for i in indices],
           "columns": [m.condition.name for m in shown] + ["unconditional"],
@@ -554,6 +616,9 @@ def mi_training_dynamics(
 ):
   """MI per layer at checkpoints of one classifier over its training.
 
+  As in `mi_per_layer`, `results['estimators']` holds the binning and
+  kernel density estimates of the controls and of each (checkpoint, layer).
+
   Args:
     store: an `ArtifactStore`.
     seed: the master seed.
@@ -570,6 +635,8 @@ def mi_training_dynamics(
     `(results, samples)`; sample arrays are keyed 'epoch_<e>'.
   """
   started = time.time()
+  # Built first, so that a bad setting stops the run before any training.
+  others = estimators.OtherEstimators()
   epochs = [int(e) for e in epochs]
   total = 1 + len(controls) + len(epochs) * len(layers)
   study = Study(store, seed, total, shard)
@@ -581,6 +648,12 @@ def mi_training_dynamics(
     row["group"] = "controls"
   indices = sample_indices(study.dataset.test_labels, num_sample_images)
   arrays = {"originals": study.dataset.test_images[indices]}
+  # A shard writes no results, so it skips the estimates.
+  estimator_rows = []
+  if shard is None:
+    estimator_rows = _estimator_rows(
+        study, others, _control_conditions(study, controls), group="controls"
+    )
   for epoch, checkpoint in zip(epochs, checkpoints):
     layer_rows, models = _layer_rows(
         study, checkpoint, layers, unconditional, bootstrap_resamples
@@ -591,6 +664,17 @@ def mi_training_dynamics(
     arrays[f"epoch_{epoch}"] = study.samples(
         models[layers[-1]], indices, samples_per_image
     )
+    if shard is None:
+      estimator_rows += _estimator_rows(
+          study,
+          others,
+          [
+              ("layer", pipeline.layer_condition(checkpoint, layer))
+              for layer in layers
+          ],
+          group=f"epoch {epoch}",
+          epoch=epoch,
+      )
 
   results = {
       "experiment": "mi_training_dynamics",
@@ -610,6 +694,10 @@ def mi_training_dynamics(
           unconditional, study.dims, bootstrap_resamples, seed
       ),
       "rows": rows,
+      "estimators": dict(
+          others.settings(len(study.dataset.test_labels)),
+          rows=estimator_rows,
+      ),
       "samples": {
           "test_indices": [int(i) for i in indices],
           "columns": [f"epoch_{e}" for e in epochs],

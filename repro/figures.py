@@ -17,6 +17,10 @@ MODE_STYLE = {
     "global": ("tab:orange", "s", "TFP's global conditioning"),
 }
 GROUP_COLOURS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")
+# The other estimators get colours of their own, unused by the PixelCNN rows.
+BINNING_COLOURS = ("tab:olive", "tab:cyan", "tab:pink", "tab:gray")
+KDE_COLOUR = "darkgoldenrod"
+LAYER_MARKERS = ("o", "s", "^", "v", "P", "X")
 
 
 def _save(figure, output_dir, name):
@@ -44,13 +48,16 @@ def _errorbar(axis, x, rows, **style):
   axis.errorbar(x, y, yerr=error, capsize=3, **style)
 
 
-def _entropy_band(axis, results, right):
+def _entropy_band(axis, results):
   entropy = results["unconditional"]["entropy"]
   axis.axhline(entropy["mean"], color="k", linestyle="--", linewidth=1)
   axis.axhspan(entropy["low"], entropy["high"], color="k", alpha=0.1)
+  # At the right edge in axes units: a point beyond the x limits in data
+  # units would be dropped by matplotlib.
   axis.annotate(
       f"estimated H(x) = {entropy['mean']:.0f} bits",
-      (right, entropy["mean"]),
+      (0.99, entropy["mean"]),
+      xycoords=("axes fraction", "data"),
       textcoords="offset points",
       xytext=(0, 4),
       ha="right",
@@ -63,8 +70,51 @@ def _controls(results):
   return {r["layer"]: r for r in results["rows"] if r["kind"] == "control"}
 
 
+def _estimator_series(results):
+  """`(label, colour, marker, rows)` per estimate, in the results' order."""
+  series, order = {}, []
+  for row in results["estimators"]["rows"]:
+    key = (row["estimator"], row["parameter_value"])
+    if key not in series:
+      order.append(key)
+      series[key] = []
+    series[key].append(row)
+  bins = [key for key in order if key[0] == "binning"]
+  styled = []
+  for key in order:
+    if key[0] == "binning":
+      colour = BINNING_COLOURS[bins.index(key) % len(BINNING_COLOURS)]
+      label, marker = f"binning, {key[1]} bins", "^"
+    else:
+      colour, label, marker = KDE_COLOUR, f"KDE bound, σ² = {key[1]:g}", "v"
+    styled.append((label, colour, marker, series[key]))
+  return styled
+
+
+def _ceiling(axis, results):
+  """The log2 N line that bounds binning and the KDE bound alike."""
+  settings = results["estimators"]
+  axis.axhline(settings["ceiling_bits"], color="k", linestyle=":", lw=1)
+  axis.annotate(
+      f"log2 N = {settings['ceiling_bits']:.2f} bits, the ceiling of both "
+      f"(N = {settings['num_test']} test images)",
+      (0.99, settings["ceiling_bits"]),
+      xycoords=("axes fraction", "data"),
+      textcoords="offset points",
+      xytext=(0, -10),
+      ha="right",
+      fontsize=7,
+  )
+  axis.set_ylim(-0.3, settings["ceiling_bits"] * 1.15 + 0.3)
+  axis.axhline(0.0, color="grey", linewidth=0.5)
+
+
 def plot_mi_per_layer(results, output_dir):
-  """Î per layer with 95% intervals; controls to the right; H(x) band."""
+  """Î per layer with 95% intervals; controls to the right; H(x) band.
+
+  When the results hold other estimators, a second panel below shows them
+  at the same positions, on their own scale (bits, at most log2 N).
+  """
   layers = [
       r
       for r in results["rows"]
@@ -74,10 +124,19 @@ def plot_mi_per_layer(results, output_dir):
   chain = ([controls["input"]] if "input" in controls else []) + layers
   names = [r["layer"] for r in chain]
   others = [name for name in ("constant", "label") if name in controls]
-  figure, axis = plt.subplots(
-      figsize=(1.0 * (len(names) + len(others)) + 2.5, 4)
-  )
-  _entropy_band(axis, results, len(names) + len(others) - 0.5)
+  width = 1.0 * (len(names) + len(others)) + 2.5
+  estimates = results.get("estimators", {}).get("rows")
+  if estimates:
+    figure, (axis, lower) = plt.subplots(
+        2,
+        1,
+        figsize=(width, 7),
+        sharex=True,
+        gridspec_kw={"height_ratios": [4, 3]},
+    )
+  else:
+    figure, axis = plt.subplots(figsize=(width, 4))
+  _entropy_band(axis, results)
 
   colour, marker, label = MODE_STYLE["spatial"]
   _errorbar(
@@ -113,9 +172,7 @@ def plot_mi_per_layer(results, output_dir):
 
   shapes = ["x".join(map(str, r["shape"])) for r in chain]
   ticks = [f"{n}\n{s}" for n, s in zip(names, shapes)] + others
-  axis.set_xticks(range(len(ticks)))
-  axis.set_xticklabels(ticks, fontsize=8)
-  axis.set_ylabel("Î(x; layer), bits per image")
+  axis.set_ylabel("PixelCNN Î(x; layer), bits per image")
   accuracy = results["classifier"]["test_accuracy"]
   axis.set_title(
       f"{results['dataset']['name']}: MI between the input and each layer "
@@ -123,7 +180,46 @@ def plot_mi_per_layer(results, output_dir):
       fontsize=10,
   )
   axis.legend(fontsize=7, loc="center right")
+  bottom = axis
+  if estimates:
+    _plot_estimators_by_layer(lower, results, names, others)
+    bottom = lower
+  bottom.set_xticks(range(len(ticks)))
+  bottom.set_xticklabels(ticks, fontsize=8)
   return _save(figure, output_dir, "mi_per_layer")
+
+
+def _plot_estimators_by_layer(axis, results, names, others):
+  """The other estimators at the PixelCNN panel's positions."""
+  _ceiling(axis, results)
+  series = _estimator_series(results)
+  for index, (label, colour, marker, rows) in enumerate(series):
+    by_layer = {r["layer"]: r["bits"] for r in rows}
+    offset = 0.08 * (index - (len(series) - 1) / 2)
+    chain = [i for i, name in enumerate(names) if name in by_layer]
+    axis.plot(
+        np.array(chain) + offset,
+        [by_layer[names[i]] for i in chain],
+        marker + "-",
+        color=colour,
+        label=label,
+    )
+    rest = [i for i, name in enumerate(others) if name in by_layer]
+    axis.plot(
+        np.array(rest) + len(names) + offset,
+        [by_layer[others[i]] for i in rest],
+        marker,
+        color=colour,
+    )
+  if others:
+    axis.axvline(len(names) - 0.5, color="grey", linewidth=0.5)
+  axis.set_ylabel("binning and KDE bound,\nbits per image")
+  axis.set_title(
+      "On the same test activations: binning (Shwartz-Ziv and Tishby) and "
+      "the KDE bound (Saxe et al.)",
+      fontsize=9,
+  )
+  axis.legend(fontsize=7, loc="lower left")
 
 
 def plot_sample_grid(samples, columns, output_dir, name, titles=None):
@@ -168,7 +264,7 @@ def plot_architectures(results, output_dir):
   layers = results["samples"]["columns"]
   controls = _controls(results)
   figure, axis = plt.subplots(figsize=(1.0 * len(layers) + 4, 4))
-  _entropy_band(axis, results, len(layers))
+  _entropy_band(axis, results)
   if "input" in controls:
     _errorbar(
         axis,
@@ -206,12 +302,31 @@ def plot_architectures(results, output_dir):
 
 
 def plot_training_dynamics(results, output_dir):
-  """Î against classifier epoch per layer, above accuracy on the same axis."""
+  """Î against classifier epoch per layer, above accuracy on the same axis.
+
+  When the results hold other estimators, a panel between the two shows
+  them per layer: colour for the estimator, marker for the layer (the same
+  marker as the layer's in the PixelCNN panel).
+  """
   epochs = results["epochs"]
+  estimates = results.get("estimators", {}).get("rows")
   # Epoch 0 (initialisation) sits on a symmetric-log axis beside the others.
-  figure, (top, bottom) = plt.subplots(
-      2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
-  )
+  if estimates:
+    figure, (top, middle, bottom) = plt.subplots(
+        3,
+        1,
+        figsize=(6, 9),
+        sharex=True,
+        gridspec_kw={"height_ratios": [2, 1.6, 1]},
+    )
+  else:
+    figure, (top, bottom) = plt.subplots(
+        2,
+        1,
+        figsize=(6, 6),
+        sharex=True,
+        gridspec_kw={"height_ratios": [2, 1]},
+    )
   for index, layer in enumerate(results["layers"]):
     rows = [
         r
@@ -223,16 +338,18 @@ def plot_training_dynamics(results, output_dir):
         top,
         np.array([r["epoch"] for r in rows]),
         rows,
-        fmt="o-",
+        fmt=LAYER_MARKERS[index % len(LAYER_MARKERS)] + "-",
         color=GROUP_COLOURS[index % len(GROUP_COLOURS)],
         label=layer,
     )
-  top.set_ylabel("Î(x; layer), bits per image")
+  top.set_ylabel("PixelCNN Î(x; layer),\nbits per image")
   top.legend(fontsize=8)
   top.set_title(
       f"{results['dataset']['name']}: MI over the classifier's training",
       fontsize=10,
   )
+  if estimates:
+    _plot_estimators_by_epoch(middle, results)
   accuracy = results["accuracy"]
   for key, style in (("train_accuracy", "o-"), ("test_accuracy", "s--")):
     bottom.plot(
@@ -248,6 +365,33 @@ def plot_training_dynamics(results, output_dir):
   bottom.set_xticklabels([str(e) for e in epochs])
   bottom.legend(fontsize=8)
   return _save(figure, output_dir, "mi_training_dynamics")
+
+
+def _plot_estimators_by_epoch(axis, results):
+  """The other estimators against epoch; marker per layer, colour per one."""
+  _ceiling(axis, results)
+  layers = results["layers"]
+  for label, colour, _, rows in _estimator_series(results):
+    for index, layer in enumerate(layers):
+      points = sorted(
+          (r["epoch"], r["bits"])
+          for r in rows
+          if r["kind"] == "layer" and r["layer"] == layer
+      )
+      axis.plot(
+          [e for e, _ in points],
+          [b for _, b in points],
+          LAYER_MARKERS[index % len(LAYER_MARKERS)] + "-",
+          color=colour,
+          label=label if index == 0 else None,
+      )
+  axis.set_ylabel("binning and KDE\nbound, bits per image")
+  axis.set_title(
+      "Binning and the KDE bound on the same test activations "
+      "(markers: layers as above)",
+      fontsize=9,
+  )
+  axis.legend(fontsize=7, loc="lower left")
 
 
 def draw(output_dir):

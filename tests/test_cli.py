@@ -121,6 +121,51 @@ def test_mi_per_layer_rows(runs):
   assert "| input | control | spatial |" in markdown
 
 
+@pytest.mark.parametrize("name", ["mi_per_layer", "mi_training_dynamics"])
+def test_other_estimators_sit_beside_the_pixelcnn_rows(runs, name):
+  results = read(runs[name], "results.json")
+  estimates = results["estimators"]
+  assert estimates["num_test"] == 16
+  assert estimates["ceiling_bits"] == 4.0
+  settings = {(r["estimator"], r["parameter_value"]) for r in estimates["rows"]}
+  assert settings == {("binning", 2), ("binning", 30), ("kde_upper_bound", 0.1)}
+  for row in estimates["rows"]:
+    assert 0.0 <= row["bits"] <= estimates["ceiling_bits"] + 1e-9
+    assert (row["check"] is not None) == (row["kind"] == "control")
+  pixelcnn = {
+      (r.get("group", ""), r["layer"])
+      for r in results["rows"]
+      if r["conditioning"] == "spatial"
+  }
+  estimated = {(r.get("group", ""), r["layer"]) for r in estimates["rows"]}
+  assert estimated == pixelcnn
+  with open(os.path.join(runs[name], "estimators.csv")) as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == len(pixelcnn)
+  assert all(float(row["pixelcnn"]) for row in table)
+  assert "log2 N = 4.00" in read(runs[name], "estimators.md")
+
+
+@pytest.mark.parametrize(
+    "binding, shown",
+    [
+        ("OtherEstimators.bin_counts = [1, 30]", "Bin count 1"),
+        ("OtherEstimators.kde_noise_variance = 0.0", "variance 0.0"),
+    ],
+)
+def test_bad_estimator_setting_stops_before_training(tmp_path, binding, shown):
+  result = run_main(
+      *smoke("mi_per_layer"),
+      f"--gin_param={binding}",
+      output_dir=tmp_path / "out",
+      cache_dir=tmp_path / "cache",
+  )
+  assert result.returncode != 0
+  assert shown in result.stderr and "accepted" in result.stderr
+  assert not (tmp_path / "out").exists()
+  assert not list((tmp_path / "cache").glob("*/*"))
+
+
 def test_a_second_run_reuses_every_artifact(runs, cache_dir, tmp_path):
   first = read(runs["mi_per_layer"], "results.json")
   assert first["artifacts"]["trained"] > 0
@@ -134,6 +179,7 @@ def test_a_second_run_reuses_every_artifact(runs, cache_dir, tmp_path):
       first["artifacts"]["trained"] + first["artifacts"]["reused"]
   )
   assert second["rows"] == [dict(r, reused=True) for r in first["rows"]]
+  assert second["estimators"] == first["estimators"]
 
 
 def test_a_different_configuration_does_not_replace_results(runs, cache_dir):
