@@ -133,10 +133,18 @@ def check_layers(model, layers):
         f"are: {available}."
     )
   for name in layers:
+    layer = model.get_layer(name)
+    # A layer called more than once has one output per call; Keras's
+    # `layer.output` would silently give the first.
+    calls = len(getattr(layer, "_inbound_nodes", ()))
+    if calls > 1:
+      raise ValueError(
+          f"Layer {name!r} has no single output tensor: it is called {calls} "
+          "times in the model; accepted: a layer called once, with one output."
+      )
     try:
-      output = model.get_layer(name).output
+      output = layer.output
     except (AttributeError, ValueError) as e:
-      # A layer called more than once has one output per call.
       raise ValueError(
           f"Layer {name!r} has no single output tensor ({e}); accepted: a "
           "layer called once, with one output."
