@@ -62,7 +62,8 @@ def invert(model_file, layers, output_dir=None):
     The output directory.
   """
   own_model.check_model_file(model_file)
-  model_file = os.path.abspath(model_file)
+  if "://" not in model_file:
+    model_file = os.path.abspath(model_file)
   if output_dir is None:
     output_dir = default_output_dir(model_file, layers)
 

@@ -132,18 +132,18 @@ def check_layers(model, layers):
         f"Layer(s) {missing} not found in model {model.name!r}; its layers "
         f"are: {available}."
     )
+  calls = _calls_per_layer(model)
   for name in layers:
-    layer = model.get_layer(name)
     # A layer called more than once has one output per call; Keras's
     # `layer.output` would silently give the first.
-    calls = len(getattr(layer, "_inbound_nodes", ()))
-    if calls > 1:
+    if calls.get(name, 1) > 1:
       raise ValueError(
-          f"Layer {name!r} has no single output tensor: it is called {calls} "
-          "times in the model; accepted: a layer called once, with one output."
+          f"Layer {name!r} has no single output tensor: it is called "
+          f"{calls[name]} times in the model; accepted: a layer called once, "
+          "with one output."
       )
     try:
-      output = layer.output
+      output = model.get_layer(name).output
     except (AttributeError, ValueError) as e:
       raise ValueError(
           f"Layer {name!r} has no single output tensor ({e}); accepted: a "
@@ -155,6 +155,23 @@ def check_layers(model, layers):
           f"Layer {name!r} returns {count} tensors, not a single tensor; "
           "accepted: a layer with one output."
       )
+
+
+def _calls_per_layer(model):
+  """How often each layer is called in a functional model's graph.
+
+  Read from the model's config, where a functional model lists one inbound
+  node per call; a Sequential model calls each layer once and lists none.
+  """
+  try:
+    entries = model.get_config().get("layers", [])
+  except NotImplementedError:
+    return {}
+  return {
+      entry["name"]: len(entry["inbound_nodes"])
+      for entry in entries
+      if isinstance(entry, dict) and "inbound_nodes" in entry
+  }
 
 
 def check_input_shape(model, image_shape):

@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -179,20 +180,46 @@ def test_layer_flags_may_repeat_or_hold_commas():
 
 def test_the_artifact_key_follows_the_file_contents(tmp_path):
   image = np.zeros(SHAPE, np.uint8)
+  paths = [str(tmp_path / name) for name in ("a.keras", "b.keras", "c.keras")]
+  tiny_classifier(seed=0).save(paths[0])
+  shutil.copyfile(paths[0], paths[1])
+  tiny_classifier(seed=1).save(paths[2])
   sources = []
-  for seed in (0, 0, 1):
-    path = str(tmp_path / f"model_{len(sources)}.keras")
-    tiny_classifier(seed=seed).save(path)
-    model = own_model.load_classifier(path)
+  for path in paths:
     condition = own_model.layer_condition(
-        model, "conv", own_model.file_sha256(path), "raw", image
+        own_model.load_classifier(path),
+        "conv",
+        own_model.file_sha256(path),
+        "raw",
+        image,
     )
     sources.append(condition.source)
-  # Retrained weights change the key; the same weights keep it, whatever
-  # the file is called.
+  # The same contents keep the key whatever the file is called; other
+  # weights change it.
   assert sources[0] == sources[1]
   assert sources[0] != sources[2]
   assert sources[0]["layer"] == "conv"
+
+
+def test_a_sequential_model_saved_as_h5_is_probed(tmp_path):
+  keras.utils.set_random_seed(0)
+  sequential = keras.Sequential(
+      [
+          keras.Input(SHAPE),
+          keras.layers.Conv2D(2, 3, name="conv"),
+          keras.layers.Flatten(name="flatten"),
+          keras.layers.Dense(CLASSES, name="logits"),
+      ]
+  )
+  path = str(tmp_path / "sequential.h5")
+  sequential.save(path)
+  model = own_model.load_classifier(path)
+  own_model.check_layers(model, ["conv", "logits"])
+  own_model.check_input_shape(model, SHAPE)
+  images = np.zeros((3, *SHAPE), np.uint8)
+  condition = own_model.layer_condition(model, "conv", "0", "unit", images[0])
+  assert condition.shape == (6, 6, 2)
+  assert condition.on(images, None).shape == (3, 6, 6, 2)
 
 
 def test_input_scales_map_the_8_bit_range():
