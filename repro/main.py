@@ -45,7 +45,8 @@ _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir",
     None,
     "Where results and figures are written; default "
-    "paper_figures/<experiment>/.",
+    "paper_figures/<experiment>/ (repro.main) or "
+    "invert_output/<model>_<layers>/ (repro.invert).",
 )
 
 
@@ -98,13 +99,20 @@ _OPERATIONAL = (
 )
 
 
-def config_fingerprint():
-  """A hash of the parsed gin bindings, less the operational ones."""
+def config_fingerprint(identity=None):
+  """A hash of the parsed gin bindings, less the operational ones.
+
+  Args:
+    identity: JSON-serialisable description of inputs that are not gin
+      bindings (e.g. a saved model's hash), or None.
+  """
   lines = [
       line
       for line in gin.config_str().splitlines()
       if line.strip() and not line.startswith(_OPERATIONAL)
   ]
+  if identity is not None:
+    lines.append(identity)
   return store_lib.fingerprint(lines)
 
 
@@ -133,7 +141,7 @@ def _replace_directory(staging, output_dir):
     tf.io.gfile.rmtree(old)
 
 
-@gin.configurable(denylist=["output_dir"])
+@gin.configurable(denylist=["output_dir", "identity"])
 def run(
     output_dir=None,
     experiment=gin.REQUIRED,
@@ -144,6 +152,7 @@ def run(
     overwrite=False,
     shard_index=None,
     num_shards=1,
+    identity=None,
 ):
   """Runs `experiment`, saves its results, operative config and figures.
 
@@ -170,6 +179,9 @@ def run(
       results: once every shard has finished, the same command without
       sharding finds every model in the shared cache and draws the figures.
     num_shards: how many processes (machines) share the training.
+    identity: what the experiment computes beyond the gin bindings, for the
+      fingerprint that guards `output_dir`; `repro.invert` passes the saved
+      model's hash and layers. None for the experiments of this module.
 
   Returns:
     The output directory.
@@ -187,7 +199,7 @@ def run(
     output_dir = os.path.join(REPOSITORY, "paper_figures", name)
   if cache_dir is None:
     cache_dir = os.path.join(REPOSITORY, "cache")
-  fingerprint = config_fingerprint()
+  fingerprint = config_fingerprint(identity)
   if shard is None:
     _check_output_dir(output_dir, fingerprint, overwrite)
   logging.info(

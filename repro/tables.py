@@ -59,7 +59,9 @@ def _accuracy(results, row):
   if "accuracy" in results:
     by_epoch = {a["epoch"]: a["test_accuracy"] for a in results["accuracy"]}
     return by_epoch[row["epoch"]]
-  return results["classifier"]["test_accuracy"]
+  # None for a saved model whose output is not one score per class.
+  accuracy = results["classifier"]["test_accuracy"]
+  return "" if accuracy is None else accuracy
 
 
 def table_rows(results):
