@@ -14,6 +14,11 @@ log2(classes) beyond its interval).
 Beside the PixelCNN estimate, `mi_per_layer` and `mi_training_dynamics`
 compute two estimators of the information-bottleneck literature on the same
 test activations (`repro.estimators`), for the layers and the controls.
+
+With `reconstructions=True`, the experiments with sample grids also train
+one MSE decoder per shown layer (`repro.decoder`, the approach of Dosovitskiy
+and Brox 2016) and store its deterministic reconstruction of each shown test
+image beside that layer's samples.
 """
 
 import dataclasses
@@ -26,6 +31,7 @@ from absl import logging
 
 from repro import classifiers
 from repro import data
+from repro import decoder as decoder_lib
 from repro import estimate
 from repro import estimators
 from repro import inversion
@@ -65,9 +71,11 @@ class Study:
     seed: the master seed.
     total: how many inversion models the experiment needs, for progress.
     shard: a `pipeline.Shard`, or None when this process runs everything.
+    decoder_config: the MSE decoders' `DecoderConfig`, or None when the
+      experiment trains none.
   """
 
-  def __init__(self, store, seed, total_models, shard=None):
+  def __init__(self, store, seed, total_models, shard=None, decoders=False):
     self.dataset = data.load_dataset()
     self.pixelcnn_config = inversion.PixelCNNConfig()
     self.train_config = training.TrainConfig()
@@ -75,6 +83,13 @@ class Study:
     inversion.check_image_shape(
         self.dataset.image_shape, self.pixelcnn_config.num_stages
     )
+    # Built here, so that a bad decoder setting stops the run before any
+    # training.
+    self.decoder_config = None
+    if decoders:
+      self.decoder_config = decoder_lib.DecoderConfig()
+      self.decoder_config.check_dataset(len(self.dataset.train_labels))
+    self.decoders = []
     self.store = store
     self.seed = seed
     self.total = total_models
@@ -179,9 +194,76 @@ class Study:
         trained, self.dataset, indices, samples_per_image, self.seed
     )
 
+  def reconstructions(self, columns, indices, arrays, **extra):
+    """Trains or finds the MSE decoders of columns; adds reconstructions.
+
+    Args:
+      columns: `(key, pipeline.Condition)` pairs; `key` is the column's
+        key of the sample arrays.
+      indices: the shown test images.
+      arrays: the sample arrays; each decoder's reconstructions, uint8
+        `[k, height, width, channels]`, are added under `<key>__mse`.
+      **extra: more fields for every row (group).
+
+    Returns:
+      `(rows, keys)`: one row per decoder with its test errors, and the
+      map from a column's key to its reconstructions' key.
+    """
+    rows, keys = [], {}
+    for key, condition in columns:
+      logging.info("[decoder %d/%d] %s", len(keys) + 1, len(columns), key)
+      trained = pipeline.mse_decoder(
+          self.store,
+          self.dataset,
+          condition,
+          self.decoder_config,
+          self.seed,
+          self.shard,
+      )
+      keys[key] = f"{key}__mse"
+      if trained is None:
+        # Another shard's decoder: blank images, never written.
+        self.skipped += 1
+        arrays[keys[key]] = np.zeros(
+            (len(indices), *self.dataset.image_shape), np.uint8
+        )
+        continue
+      self.decoders.append(trained)
+      arrays[keys[key]] = pipeline.reconstructions(
+          trained, self.dataset, indices
+      )
+      record = trained.record
+      rows.append(
+          dict(
+              extra,
+              layer=condition.name,
+              shape=list(condition.shape),
+              test_mse=record["test_mse"],
+              test_psnr=record["test_psnr"],
+              mean_image_mse=record["mean_image_mse"],
+              final_train_mse=record["final_train_mse"],
+              reused=record["reused"],
+              train_seconds=record["train_seconds"],
+          )
+      )
+    return rows, keys
+
+  def reconstruction_results(self, rows, keys):
+    """The `results['reconstructions']` entry; None without decoders."""
+    if self.decoder_config is None:
+      return None
+    return {
+        "method": "deterministic decoder, mean squared error on pixels in "
+        "[0, 1] (Dosovitskiy and Brox 2016)",
+        "config": dataclasses.asdict(self.decoder_config),
+        "rows": rows,
+        "keys": keys,
+    }
+
   def artifacts(self, classifiers_used):
     """How many artifacts this run trained and how many it found."""
     records = [m.record for m in self.models]
+    records += [d.record for d in self.decoders]
     records += [c.record for c in classifiers_used]
     return {
         "trained": sum(not r["reused"] for r in records),
@@ -354,6 +436,7 @@ def mi_per_layer(
     num_sample_images=8,
     samples_per_image=1,
     bootstrap_resamples=2000,
+    reconstructions=False,
 ):
   """MI between the input and each probed layer of one classifier.
 
@@ -375,6 +458,10 @@ def mi_per_layer(
     num_sample_images: test images shown in the sample figure.
     samples_per_image: samples per test image and layer.
     bootstrap_resamples: resamples for every interval.
+    reconstructions: whether an MSE decoder is trained for every layer shown
+      in the sample figure (the input control and the layers), its
+      reconstructions drawn beside the samples and its test error added to
+      the table.
 
   Returns:
     `(results, samples)`: the dict of every number and the sample arrays.
@@ -383,7 +470,7 @@ def mi_per_layer(
   # Built first, so that a bad setting stops the run before any training.
   others = estimators.OtherEstimators()
   total = 1 + len(controls) + len(layers) + len(global_conditioning_layers)
-  study = Study(store, seed, total, shard)
+  study = Study(store, seed, total, shard, decoders=reconstructions)
   study.check_layers(layers)
   unknown = sorted(
       set(global_conditioning_layers) - set(layers) - set(controls)
@@ -424,6 +511,19 @@ def mi_per_layer(
     arrays[trained.condition.name] = study.samples(
         trained, indices, samples_per_image
     )
+  decoder_rows, decoder_keys = [], {}
+  if reconstructions:
+    # From the conditions, not from `shown`: a shard without the input
+    # control's inversion model still trains its decoder if it owns it.
+    columns = [
+        (layer, pipeline.layer_condition(trained_classifier, layer))
+        for layer in layers
+    ]
+    if "input" in controls:
+      columns.insert(
+          0, ("input", pipeline.control_condition("input", study.dataset))
+      )
+    decoder_rows, decoder_keys = study.reconstructions(columns, indices, arrays)
 
   estimator_rows = []
   # A shard writes no results, so it skips the estimates.
@@ -456,6 +556,9 @@ def mi_per_layer(
           "columns": [m.condition.name for m in shown] + ["unconditional"],
           "samples_per_image": samples_per_image,
       },
+      "reconstructions": study.reconstruction_results(
+          decoder_rows, decoder_keys
+      ),
       "artifacts": study.artifacts([trained_classifier]),
       "seconds": time.time() - started,
   }
@@ -470,6 +573,7 @@ def inversion_samples(
     layers=DIGITS_LAYERS,
     num_sample_images=6,
     samples_per_image=4,
+    reconstructions=False,
 ):
   """A grid of samples: per test image, several per layer in depth order.
 
@@ -483,12 +587,14 @@ def inversion_samples(
     layers: layer names in depth order.
     num_sample_images: test images, one row each.
     samples_per_image: samples per test image and layer.
+    reconstructions: whether an MSE decoder is trained for the input and
+      every layer, its reconstruction drawn beside the layer's samples.
 
   Returns:
     `(results, samples)`.
   """
   started = time.time()
-  study = Study(store, seed, 2 + len(layers), shard)
+  study = Study(store, seed, 2 + len(layers), shard, decoders=reconstructions)
   study.check_layers(layers)
   trained_classifier = study.classifier()
   indices = sample_indices(study.dataset.test_labels, num_sample_images)
@@ -500,6 +606,11 @@ def inversion_samples(
   for condition in conditions + [pipeline.unconditional()]:
     trained = study.model(condition)
     arrays[condition.name] = study.samples(trained, indices, samples_per_image)
+  decoder_rows, decoder_keys = [], {}
+  if reconstructions:
+    decoder_rows, decoder_keys = study.reconstructions(
+        [(c.name, c) for c in conditions], indices, arrays
+    )
   results = {
       "experiment": "inversion_samples",
       "dataset": pipeline.dataset_spec(study.dataset),
@@ -510,6 +621,9 @@ def inversion_samples(
           "columns": [c.name for c in conditions] + ["unconditional"],
           "samples_per_image": samples_per_image,
       },
+      "reconstructions": study.reconstruction_results(
+          decoder_rows, decoder_keys
+      ),
       "rows": [],
       "artifacts": study.artifacts([trained_classifier]),
       "seconds": time.time() - started,
@@ -528,6 +642,7 @@ def architectures(
     num_sample_images=6,
     samples_per_image=1,
     bootstrap_resamples=2000,
+    reconstructions=False,
 ):
   """The same trunk with different down-sampling, the same probed depths.
 
@@ -542,13 +657,16 @@ def architectures(
     num_sample_images: test images in each variant's sample grid.
     samples_per_image: samples per test image and layer.
     bootstrap_resamples: resamples for every interval.
+    reconstructions: whether an MSE decoder is trained for every variant
+      and layer, its reconstruction drawn beside the layer's samples.
 
   Returns:
-    `(results, samples)`; sample arrays are keyed "<variant>__<layer>".
+    `(results, samples)`; sample arrays are keyed "<variant>__<layer>",
+    reconstructions "<variant>__<layer>__mse".
   """
   started = time.time()
   total = 1 + len(controls) + len(downsampling) * len(layers)
-  study = Study(store, seed, total, shard)
+  study = Study(store, seed, total, shard, decoders=reconstructions)
   configs = {
       kind: _with_downsampling(study.classifier_config, kind)
       for kind in downsampling
@@ -564,6 +682,7 @@ def architectures(
   arrays = {"originals": study.dataset.test_images[indices]}
   variants = {}
   trained_classifiers = []
+  decoder_rows, decoder_keys = [], {}
   for kind, config in configs.items():
     trained_classifier = study.classifier(config)
     trained_classifiers.append(trained_classifier)
@@ -576,6 +695,15 @@ def architectures(
       arrays[f"{kind}__{layer}"] = study.samples(
           models[layer], indices, samples_per_image
       )
+    if reconstructions:
+      variant_rows, keys = study.reconstructions(
+          [(f"{kind}__{layer}", models[layer].condition) for layer in layers],
+          indices,
+          arrays,
+          group=kind,
+      )
+      decoder_rows += variant_rows
+      decoder_keys.update(keys)
 
   results = {
       "experiment": "architectures",
@@ -592,6 +720,9 @@ def architectures(
           "groups": list(downsampling),
           "samples_per_image": samples_per_image,
       },
+      "reconstructions": study.reconstruction_results(
+          decoder_rows, decoder_keys
+      ),
       "artifacts": study.artifacts(trained_classifiers),
       "seconds": time.time() - started,
   }

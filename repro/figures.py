@@ -222,11 +222,35 @@ def _plot_estimators_by_layer(axis, results, names, others):
   axis.legend(fontsize=7, loc="lower left")
 
 
-def plot_sample_grid(samples, columns, output_dir, name, titles=None):
-  """Rows of test images: the image, then each column's samples."""
+# The frame and header colour of an MSE reconstruction in the sample grids.
+RECONSTRUCTION_COLOUR = "tab:orange"
+
+
+def plot_sample_grid(
+    samples, columns, output_dir, name, titles=None, reconstructions=None
+):
+  """Rows of test images: the image, then each column's samples.
+
+  Args:
+    samples: the sample arrays; `samples[column]` is uint8
+      `[k, samples_per_image, height, width, channels]`.
+    columns: the columns to draw, in order.
+    output_dir: where the figure goes.
+    name: the figure's file name, without extension.
+    titles: optional column titles, by column.
+    reconstructions: optional map from a column to the key of its MSE
+      reconstructions (uint8 `[k, height, width, channels]`); each is drawn
+      before that column's samples, framed and headed '<title> MSE'.
+  """
   originals = samples["originals"]
+  reconstructions = {
+      c: key for c, key in (reconstructions or {}).items() if c in columns
+  }
   count, per_image = samples[columns[0]].shape[:2]
-  width = 1 + len(columns) * per_image
+  starts, width = [], 1
+  for column in columns:
+    starts.append(width)
+    width += per_image + (column in reconstructions)
   figure, axes = plt.subplots(
       count,
       width,
@@ -247,13 +271,25 @@ def plot_sample_grid(samples, columns, output_dir, name, titles=None):
 
   for row in range(count):
     show(axes[row, 0], originals[row])
-    for j, column in enumerate(columns):
+    for start, column in zip(starts, columns):
+      if column in reconstructions:
+        axis = axes[row, start]
+        show(axis, samples[reconstructions[column]][row])
+        for spine in axis.spines.values():
+          spine.set_edgecolor(RECONSTRUCTION_COLOUR)
+          spine.set_linewidth(2)
+        start += 1
       for s in range(per_image):
-        show(axes[row, 1 + j * per_image + s], samples[column][row, s])
+        show(axes[row, start + s], samples[column][row, s])
   axes[0, 0].set_title("test image", fontsize=7)
-  for j, column in enumerate(columns):
+  for start, column in zip(starts, columns):
     title = (titles or {}).get(column, column)
-    axes[0, 1 + j * per_image].set_title(title, fontsize=7, loc="left")
+    if column in reconstructions:
+      axes[0, start].set_title(
+          f"{title} MSE", fontsize=7, loc="left", color=RECONSTRUCTION_COLOUR
+      )
+      start += 1
+    axes[0, start].set_title(title, fontsize=7, loc="left")
   figure.subplots_adjust(wspace=0.05, hspace=0.05)
   return _save(figure, output_dir, name)
 
@@ -399,13 +435,25 @@ def draw(output_dir):
   results, samples = tables.read_results(output_dir)
   experiment = results["experiment"]
   columns = results["samples"]["columns"]
+  # Keys of the MSE reconstructions by sample column, when there are any.
+  mse = (results.get("reconstructions") or {}).get("keys", {})
   paths = []
   if experiment == "mi_per_layer":
     paths.append(plot_mi_per_layer(results, output_dir))
-    paths.append(plot_sample_grid(samples, columns, output_dir, "samples"))
+    paths.append(
+        plot_sample_grid(
+            samples, columns, output_dir, "samples", reconstructions=mse
+        )
+    )
   elif experiment == "inversion_samples":
     paths.append(
-        plot_sample_grid(samples, columns, output_dir, "inversion_samples")
+        plot_sample_grid(
+            samples,
+            columns,
+            output_dir,
+            "inversion_samples",
+            reconstructions=mse,
+        )
     )
   elif experiment == "architectures":
     paths.append(plot_architectures(results, output_dir))
@@ -418,6 +466,7 @@ def draw(output_dir):
               output_dir,
               f"samples_{group}",
               titles={k: c for k, c in zip(keyed, columns)},
+              reconstructions=mse,
           )
       )
   elif experiment == "mi_training_dynamics":

@@ -17,6 +17,7 @@ from absl import logging
 
 from repro import classifiers
 from repro import conditioning as conditioning_lib
+from repro import decoder as decoder_lib
 from repro import inversion
 from repro import store as store_lib
 from repro import training
@@ -482,3 +483,120 @@ def samples(trained, dataset, indices, num_samples, seed):
     np.save(f, images)
   tf.io.gfile.rename(temporary, path, overwrite=True)
   return images
+
+
+@dataclasses.dataclass
+class TrainedDecoder:
+  model: decoder_lib.Decoder
+  condition: Condition
+  record: dict
+  directory: str
+
+
+def mse_decoder(store, dataset, condition, config, master_seed, shard=None):
+  """The MSE decoder of `condition`, trained or found, with its test error.
+
+  Trained on the training images and activations that the inversion model
+  of the same condition uses; its weights are a `tf.train` checkpoint in
+  the artifact's directory. An interrupted decoder is trained again from
+  the start (it takes seconds).
+
+  Args:
+    store: an `ArtifactStore`.
+    dataset: the `Dataset`.
+    condition: a `Condition` with a shape (not the unconditional one).
+    config: a `DecoderConfig`.
+    master_seed: the experiment's seed; the decoder's derives from it.
+    shard: a `Shard`, or None when one process runs everything.
+
+  Returns:
+    A `TrainedDecoder`, whose record holds `test_mse` (per pixel, in [0, 1]
+    units), `test_psnr` (dB) and `mean_image_mse`; None if the decoder
+    belongs to another shard.
+  """
+  seed = store_lib.derive_seed(master_seed, "decoder", condition.source)
+  spec = {
+      "dataset": dataset_spec(dataset),
+      "condition": condition.source,
+      "decoder": dataclasses.asdict(config),
+      "loss": "mean squared error on pixels / 255, sigmoid output",
+      "seed": seed,
+  }
+  directory = store.directory("decoder", spec)
+  label = f"MSE decoder for {condition.name}"
+  if shard is not None and not shard.owns(directory):
+    logging.info("%s: left to another shard.", label)
+    return None
+  record = store.record(directory)
+  if record is not None:
+    channels = condition.shape[-1]
+    model = decoder_lib.build_decoder(
+        config,
+        condition.shape,
+        dataset.image_shape,
+        (np.zeros(channels), np.ones(channels)),
+        0.5,
+    )
+    decoder_lib.restore(model, directory)
+    logging.info("%s: found in %s.", label, directory)
+    return TrainedDecoder(
+        model, condition, dict(record, reused=True), directory
+    )
+
+  logging.info("%s: training in %s.", label, directory)
+  started = time.time()
+  config.check_dataset(dataset.train_images.shape[0])
+  train_conditions = condition.on(dataset.train_images, dataset.train_labels)
+  keras.utils.set_random_seed(seed)
+  model = decoder_lib.build_decoder(
+      config,
+      condition.shape,
+      dataset.image_shape,
+      conditioning_lib.activation_statistics(train_conditions),
+      float(decoder_lib.to_unit(dataset.train_images).mean()),
+  )
+  result = decoder_lib.fit(
+      model, dataset.train_images, train_conditions, config, seed, label
+  )
+  del train_conditions
+  trained_seconds = time.time() - started
+  measured = decoder_lib.errors(
+      model,
+      dataset.test_images,
+      condition.on(dataset.test_images, dataset.test_labels),
+      dataset.train_images,
+  )
+  logging.info(
+      "%s: test MSE %.5f per pixel (mean image %.5f), PSNR %.2f dB.",
+      label,
+      measured["test_mse"],
+      measured["mean_image_mse"],
+      measured["test_psnr"],
+  )
+  decoder_lib.save(model, directory)
+  record = dict(
+      result,
+      **measured,
+      spec=spec,
+      train_seconds=trained_seconds,
+      num_parameters=int(
+          sum(np.prod(v.shape) for v in model.trainable_variables)
+      ),
+  )
+  store.finish(directory, record)
+  return TrainedDecoder(model, condition, dict(record, reused=False), directory)
+
+
+def reconstructions(trained, dataset, indices):
+  """The decoder's reconstructions of chosen test images.
+
+  Returns:
+    uint8 `[k, height, width, channels]`, deterministic.
+  """
+  indices = [int(i) for i in indices]
+  conditions = trained.condition.on(
+      dataset.test_images[indices], dataset.test_labels[indices]
+  )
+  return decoder_lib.to_uint8(
+      decoder_lib.reconstruct(trained.model, np.asarray(conditions))
+  )

@@ -31,6 +31,7 @@ COLUMNS = (
     ("check", "expectation"),
     ("flag", "flag"),
     ("test_accuracy", "classifier test acc."),
+    ("decoder_mse", "MSE decoder (test)"),
 )
 
 
@@ -64,9 +65,22 @@ def _accuracy(results, row):
   return "" if accuracy is None else accuracy
 
 
+def _decoder_errors(results):
+  """The MSE decoders' rows by (group, layer); empty without decoders."""
+  rows = (results.get("reconstructions") or {}).get("rows", [])
+  return {(r.get("group", ""), r["layer"]): r for r in rows}
+
+
 def table_rows(results):
-  """One flat dict per table row, the H(x) row first."""
+  """One flat dict per table row, the H(x) row first.
+
+  With MSE decoders, `decoder_mse` is the decoder's test error per pixel
+  for the per-pixel conditioned rows that have one; on the H(x) row it is
+  the error of the training mean image, what a decoder that sees nothing
+  reaches at best.
+  """
   entropy = results["unconditional"]["entropy"]
+  decoders = _decoder_errors(results)
   rows = [
       {
           "group": "",
@@ -82,6 +96,9 @@ def table_rows(results):
           "check": "",
           "flag": "",
           "test_accuracy": "",
+          "decoder_mse": next(iter(decoders.values()))["mean_image_mse"]
+          if decoders
+          else "",
       }
   ]
   for row in results["rows"]:
@@ -89,6 +106,9 @@ def table_rows(results):
     flag = ""
     if row.get("rises_with_depth"):
       flag = "rises above " + ", ".join(row["rises_above"])
+    decoder = None
+    if row["conditioning"] == "spatial":
+      decoder = decoders.get((row.get("group", ""), row["layer"]))
     rows.append(
         {
             "group": row.get("group", ""),
@@ -107,6 +127,7 @@ def table_rows(results):
             + ("holds" if check["held"] else "FAILS"),
             "flag": flag,
             "test_accuracy": _accuracy(results, row),
+            "decoder_mse": "" if decoder is None else decoder["test_mse"],
         }
     )
   return rows
@@ -117,16 +138,19 @@ def _format(key, value):
     return value
   if key == "bits_per_dim":
     return f"{value:.3f}"
-  if key in ("mi_fraction", "test_accuracy"):
+  if key in ("mi_fraction", "test_accuracy", "decoder_mse"):
     return f"{value:.4f}"
   return f"{value:.1f}"
 
 
 def _columns(rows):
-  """The columns, without 'group' when no row has one."""
-  if any(row["group"] for row in rows):
-    return COLUMNS
-  return tuple(c for c in COLUMNS if c[0] != "group")
+  """The columns, without 'group' or 'decoder_mse' when no row has one."""
+  return tuple(
+      c
+      for c in COLUMNS
+      if c[0] not in ("group", "decoder_mse")
+      or any(row[c[0]] != "" for row in rows)
+  )
 
 
 def csv_text(rows):
@@ -277,11 +301,88 @@ def estimators_csv(results):
   return buffer.getvalue()
 
 
+RECONSTRUCTION_COLUMNS = (
+    ("group", "group"),
+    ("layer", "layer"),
+    ("shape", "shape"),
+    ("test_mse", "MSE decoder (test, per pixel)"),
+    ("test_psnr", "PSNR (dB)"),
+    ("mean_image_mse", "MSE of the mean image"),
+    ("final_train_mse", "final training MSE"),
+)
+
+
+def reconstruction_rows(results):
+  """One row per MSE decoder, its errors in [0, 1] pixel units."""
+  rows = []
+  for row in results["reconstructions"]["rows"]:
+    rows.append(
+        dict(
+            row,
+            group=row.get("group", ""),
+            shape="x".join(str(d) for d in row["shape"]),
+        )
+    )
+  return rows
+
+
+def _reconstruction_columns(rows):
+  if any(row["group"] for row in rows):
+    return RECONSTRUCTION_COLUMNS
+  return RECONSTRUCTION_COLUMNS[1:]
+
+
+def reconstructions_markdown(results):
+  """The MSE decoders' test errors, under a note on their units."""
+  rows = reconstruction_rows(results)
+  columns = _reconstruction_columns(rows)
+  note = (
+      "Deterministic decoders trained with the mean squared error "
+      "(Dosovitskiy and Brox 2016) on the activations of each layer. Errors "
+      "are per pixel, on pixels scaled to [0, 1], averaged over the test "
+      "images; PSNR is 10 log10(1 / MSE). The mean image is what a decoder "
+      "that ignores the activation reaches at best.\n\n"
+  )
+  lines = [
+      "| " + " | ".join(title for _, title in columns) + " |",
+      "|" + "|".join("---" for _ in columns) + "|",
+  ]
+  for row in rows:
+    cells = []
+    for key, _ in columns:
+      value = row[key]
+      if isinstance(value, str):
+        cells.append(value)
+      elif key == "test_psnr":
+        cells.append(f"{value:.2f}")
+      else:
+        cells.append(f"{value:.4f}")
+    lines.append("| " + " | ".join(cells) + " |")
+  return note + "\n".join(lines) + "\n"
+
+
+def reconstructions_csv(results):
+  rows = reconstruction_rows(results)
+  columns = _reconstruction_columns(rows)
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator="\n")
+  writer.writerow([key for key, _ in columns])
+  for row in rows:
+    writer.writerow(
+        [
+            repr(row[key]) if isinstance(row[key], float) else row[key]
+            for key, _ in columns
+        ]
+    )
+  return buffer.getvalue()
+
+
 def write_results(output_dir, results, sample_arrays):
   """Writes results.json, samples.npz and, for MI tables, CSV and Markdown.
 
   Experiments with other estimators also get `estimators.csv` and
-  `estimators.md`, the side-by-side table.
+  `estimators.md`, the side-by-side table; experiments with MSE decoders
+  get `reconstructions.csv` and `reconstructions.md`, their test errors.
   """
   tf.io.gfile.makedirs(output_dir)
   _write_npz(os.path.join(output_dir, SAMPLES), sample_arrays)
@@ -295,6 +396,15 @@ def write_results(output_dir, results, sample_arrays):
     )
     write_text(
         os.path.join(output_dir, "estimators.md"), estimators_markdown(results)
+    )
+  if (results.get("reconstructions") or {}).get("rows"):
+    write_text(
+        os.path.join(output_dir, "reconstructions.csv"),
+        reconstructions_csv(results),
+    )
+    write_text(
+        os.path.join(output_dir, "reconstructions.md"),
+        reconstructions_markdown(results),
     )
   store_lib.write_json(os.path.join(output_dir, RESULTS), results)
 
