@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,6 +81,10 @@ def read(output_dir, name):
     return json.load(f) if name.endswith(".json") else f.read()
 
 
+# The experiments whose gin files switch the MSE decoders on.
+RECONSTRUCTIONS = ("mi_per_layer", "inversion_samples", "architectures")
+
+
 def test_every_experiment_has_a_figure_list():
   assert set(EXPERIMENTS) == set(FIGURES)
 
@@ -115,6 +120,44 @@ def test_tables_hold_controls_layers_and_intervals(runs, name):
     if row["kind"] == "control":
       assert row["check"]["expectation"]
       assert isinstance(row["check"]["held"], bool)
+
+
+@pytest.mark.parametrize("name", RECONSTRUCTIONS)
+def test_mse_reconstructions_sit_beside_the_samples(runs, name):
+  output_dir = runs[name]
+  results = read(output_dir, "results.json")
+  decoders = results["reconstructions"]
+  assert decoders["config"]["steps"] == 2
+  samples = np.load(os.path.join(output_dir, "samples.npz"))
+  count = len(results["samples"]["test_indices"])
+  assert decoders["keys"]
+  for key in decoders["keys"].values():
+    assert samples[key].shape == (count, 28, 28, 1)
+    assert samples[key].dtype == np.uint8
+  assert len(decoders["rows"]) == len(decoders["keys"])
+  for row in decoders["rows"]:
+    assert 0.0 < row["test_mse"] < 1.0
+    assert row["mean_image_mse"] > 0.0
+  with open(os.path.join(output_dir, "reconstructions.csv")) as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == len(decoders["rows"])
+  assert "MSE of the mean image" in read(output_dir, "reconstructions.md")
+
+
+def test_the_mi_table_has_the_decoders_error(runs):
+  results = read(runs["mi_per_layer"], "results.json")
+  decoders = {r["layer"]: r for r in results["reconstructions"]["rows"]}
+  assert set(decoders) == {"input", "pool2", "fc"}
+  with open(os.path.join(runs["mi_per_layer"], "results.csv")) as f:
+    rows = list(csv.DictReader(f))
+  for row in rows:
+    expected = ""
+    if row["layer"] == "H(x)":
+      expected = decoders["fc"]["mean_image_mse"]
+    elif row["conditioning"] == "spatial" and row["layer"] in decoders:
+      expected = decoders[row["layer"]]["test_mse"]
+    assert row["decoder_mse"] == (expected and repr(expected))
+  assert "MSE decoder (test)" in read(runs["mi_per_layer"], "results.md")
 
 
 def test_mi_per_layer_rows(runs):
@@ -189,6 +232,9 @@ def test_a_second_run_reuses_every_artifact(runs, cache_dir, tmp_path):
       first["artifacts"]["trained"] + first["artifacts"]["reused"]
   )
   assert second["rows"] == [dict(r, reused=True) for r in first["rows"]]
+  assert second["reconstructions"]["rows"] == [
+      dict(r, reused=True) for r in first["reconstructions"]["rows"]
+  ]
   assert second["estimators"] == first["estimators"]
 
 

@@ -46,8 +46,11 @@ def test_shards_split_the_models_and_a_plain_run_gathers(tmp_path):
   assert not (tmp_path / "out").exists()
   trained = [log.count(": training in ") for log in logs]
   assert all(count > 0 for count in trained), trained
-  records = glob.glob(str(cache_dir / "inversion" / "*" / "record.json"))
-  assert len(records) == sum(trained)
+  # Inversion models and MSE decoders alike.
+  records = glob.glob(str(cache_dir / "*" / "*" / "record.json"))
+  classifiers = glob.glob(str(cache_dir / "classifier" / "*" / "record.json"))
+  assert len(records) - len(classifiers) == sum(trained)
+  assert glob.glob(str(cache_dir / "decoder" / "*" / "record.json"))
 
   gather = subprocess.run(
       command(tmp_path / "out", cache_dir),
