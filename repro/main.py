@@ -30,6 +30,7 @@ from repro import tables
 # gin files are parsed so that a misspelt name is an error.
 from repro import classifiers  # noqa: F401
 from repro import data  # noqa: F401
+from repro import decoder  # noqa: F401
 from repro import inversion  # noqa: F401
 from repro import training
 
