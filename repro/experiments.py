@@ -72,10 +72,13 @@ class Study:
     total: how many inversion models the experiment needs, for progress.
     shard: a `pipeline.Shard`, or None when this process runs everything.
     decoder_config: the MSE decoders' `DecoderConfig`, or None when the
-      experiment trains none.
+      experiment trains none (`reconstructions=False`).
+    decoders: the `TrainedDecoder`s this process trained or found.
   """
 
-  def __init__(self, store, seed, total_models, shard=None, decoders=False):
+  def __init__(
+      self, store, seed, total_models, shard=None, reconstructions=False
+  ):
     self.dataset = data.load_dataset()
     self.pixelcnn_config = inversion.PixelCNNConfig()
     self.train_config = training.TrainConfig()
@@ -86,7 +89,7 @@ class Study:
     # Built here, so that a bad decoder setting stops the run before any
     # training.
     self.decoder_config = None
-    if decoders:
+    if reconstructions:
       self.decoder_config = decoder_lib.DecoderConfig()
       self.decoder_config.check_dataset(len(self.dataset.train_labels))
     self.decoders = []
@@ -470,7 +473,7 @@ def mi_per_layer(
   # Built first, so that a bad setting stops the run before any training.
   others = estimators.OtherEstimators()
   total = 1 + len(controls) + len(layers) + len(global_conditioning_layers)
-  study = Study(store, seed, total, shard, decoders=reconstructions)
+  study = Study(store, seed, total, shard, reconstructions)
   study.check_layers(layers)
   unknown = sorted(
       set(global_conditioning_layers) - set(layers) - set(controls)
@@ -594,7 +597,7 @@ def inversion_samples(
     `(results, samples)`.
   """
   started = time.time()
-  study = Study(store, seed, 2 + len(layers), shard, decoders=reconstructions)
+  study = Study(store, seed, 2 + len(layers), shard, reconstructions)
   study.check_layers(layers)
   trained_classifier = study.classifier()
   indices = sample_indices(study.dataset.test_labels, num_sample_images)
@@ -666,7 +669,7 @@ def architectures(
   """
   started = time.time()
   total = 1 + len(controls) + len(downsampling) * len(layers)
-  study = Study(store, seed, total, shard, decoders=reconstructions)
+  study = Study(store, seed, total, shard, reconstructions)
   configs = {
       kind: _with_downsampling(study.classifier_config, kind)
       for kind in downsampling
