@@ -204,9 +204,11 @@ def test_other_estimators_sit_beside_the_pixelcnn_rows(runs, name):
     [
         ("OtherEstimators.bin_counts = [1, 30]", "Bin count 1"),
         ("OtherEstimators.kde_noise_variance = 0.0", "variance 0.0"),
+        ("DecoderConfig.steps = 0", "DecoderConfig.steps=0"),
+        ("DecoderConfig.batch_size = 65", "DecoderConfig.batch_size=65"),
     ],
 )
-def test_bad_estimator_setting_stops_before_training(tmp_path, binding, shown):
+def test_bad_setting_stops_before_training(tmp_path, binding, shown):
   result = run_main(
       *smoke("mi_per_layer"),
       f"--gin_param={binding}",
