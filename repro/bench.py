@@ -250,7 +250,8 @@ def _time_one_pixel_step(model, ours, n, conditions, repeats=5):
     def step(x):
       params = model.network([x, conditions], training=False)
       # TFP's own per-pixel draw, as its sampler makes it.
-      sample_channels = model._sample_channels  # pylint: disable=protected-access
+      # pylint: disable-next=protected-access
+      sample_channels = model._sample_channels
       return sample_channels(*params, seed=1)
 
   step(images).numpy()
