@@ -358,7 +358,7 @@ def main(argv):
         }
     )
     print(
-        f"{size_name:>8} XLA train: ours {xla['images_per_second']:8.2f} "
+        f"{size_name:>8} XLA train: ours {xla['images_per_second']:8.3g} "
         f"img/s (first step, with compilation, {xla['first_step_seconds']:.0f}"
         " s)",
         flush=True,
@@ -405,8 +405,8 @@ def _format_row(row):
   )
   return (
       f"{row['size']:>8} {row['task']:>6}: ours "
-      f"{row['ours_images_per_second']:8.2f} img/s, stock "
-      f"{row['stock_images_per_second']:8.2f} img/s, ratio "
+      f"{row['ours_images_per_second']:8.3g} img/s, stock "
+      f"{row['stock_images_per_second']:8.3g} img/s, ratio "
       f"{row['ratio']:6.2f}; peak memory {row['ours_peak_rss_mb']:.0f} MB vs "
       f"{row['stock_peak_rss_mb']:.0f} MB{note}"
   )
