@@ -6,7 +6,7 @@
 #   ./run_all.sh --scale=smoke    tiny, for checking the machinery
 #   ./run_all.sh --shard=I/N      train only shard I of N (see README.md)
 #
-# Trained models are kept in cache/, so a second run only redraws. Other
+# Trained models are kept in cache/, so a second run trains nothing. Other
 # arguments are passed to every experiment, e.g.
 #   ./run_all.sh --gin_param='run.seed = 1'
 # Results of a scale other than the embedded one go to paper_figures/<scale>/.

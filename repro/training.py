@@ -80,8 +80,9 @@ class TrainConfig:
     final_learning_fraction: the step size at the end, as a fraction.
     checkpoint_every: steps between checkpoints.
     jit_compile: whether XLA compiles the training step. Off by default:
-      on a 2-core CPU it was measured slower (87 against 79 ms a step at
-      the embedded size) and takes 15 s longer to compile.
+      on a 2-core CPU it was measured slower at the embedded size (74.8
+      against 92.5 images a second, `python -m repro.bench`) and spends
+      22 s compiling each model.
     eval_batch_size: images per batch when computing test likelihoods.
     strategy: 'default', 'mirrored' or 'multi_worker'; see
       `distribution_strategy`. The batch is split evenly over the replicas.
