@@ -153,31 +153,46 @@ def _columns(rows):
   )
 
 
-def csv_text(rows):
-  columns = _columns(rows)
+def _csv(columns, rows):
+  """CSV of `rows` under the keys of `columns`, floats at full precision.
+
+  Args:
+    columns: `(key, title)` pairs; the header is the keys.
+    rows: dicts; a missing key is an empty cell.
+  """
   buffer = io.StringIO()
   writer = csv.writer(buffer, lineterminator="\n")
   writer.writerow([key for key, _ in columns])
   for row in rows:
-    writer.writerow(
-        [
-            repr(row[key]) if isinstance(row[key], float) else row[key]
-            for key, _ in columns
-        ]
-    )
+    values = (row.get(key, "") for key, _ in columns)
+    writer.writerow([repr(v) if isinstance(v, float) else v for v in values])
   return buffer.getvalue()
 
 
-def markdown_text(rows):
-  columns = _columns(rows)
+def _markdown(columns, rows, format_cell):
+  """A Markdown table of `rows` under the titles of `columns`.
+
+  Args:
+    columns: `(key, title)` pairs.
+    rows: dicts; a missing key is an empty cell.
+    format_cell: maps `(key, value)` to the cell's text.
+  """
   lines = [
       "| " + " | ".join(title for _, title in columns) + " |",
       "|" + "|".join("---" for _ in columns) + "|",
   ]
   for row in rows:
-    cells = [_format(key, row[key]) for key, _ in columns]
+    cells = [format_cell(key, row.get(key, "")) for key, _ in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
+
+
+def csv_text(rows):
+  return _csv(_columns(rows), rows)
+
+
+def markdown_text(rows):
+  return _markdown(_columns(rows), rows, _format)
 
 
 def _estimator_key(row):
@@ -267,38 +282,24 @@ def estimators_markdown(results):
       "variance "
       f"σ² = {settings['kde_noise_variance']:g}.\n\n"
   )
-  columns = estimator_columns(results)
-  lines = [
-      "| " + " | ".join(title for _, title in columns) + " |",
-      "|" + "|".join("---" for _ in columns) + "|",
-  ]
-  for row in estimator_table_rows(results):
-    cells = []
-    for key, _ in columns:
-      value = row.get(key, "")
-      if isinstance(value, str):
-        cells.append(value)
-      elif key == "pixelcnn":
-        cells.append(f"{value:.1f}")
-      else:
-        cells.append(f"{value:.2f}")
-    lines.append("| " + " | ".join(cells) + " |")
-  return note + "\n".join(lines) + "\n"
+  table = _markdown(
+      estimator_columns(results),
+      estimator_table_rows(results),
+      _format_estimate,
+  )
+  return note + table
+
+
+def _format_estimate(key, value):
+  if isinstance(value, str):
+    return value
+  if key == "pixelcnn":
+    return f"{value:.1f}"
+  return f"{value:.2f}"
 
 
 def estimators_csv(results):
-  columns = estimator_columns(results)
-  buffer = io.StringIO()
-  writer = csv.writer(buffer, lineterminator="\n")
-  writer.writerow([key for key, _ in columns])
-  for row in estimator_table_rows(results):
-    writer.writerow(
-        [
-            repr(v) if isinstance(v, float) else v
-            for v in (row.get(key, "") for key, _ in columns)
-        ]
-    )
-  return buffer.getvalue()
+  return _csv(estimator_columns(results), estimator_table_rows(results))
 
 
 RECONSTRUCTION_COLUMNS = (
@@ -343,38 +344,20 @@ def reconstructions_markdown(results):
       "images; PSNR is 10 log10(1 / MSE). The mean image is what a decoder "
       "that ignores the activation reaches at best.\n\n"
   )
-  lines = [
-      "| " + " | ".join(title for _, title in columns) + " |",
-      "|" + "|".join("---" for _ in columns) + "|",
-  ]
-  for row in rows:
-    cells = []
-    for key, _ in columns:
-      value = row[key]
-      if isinstance(value, str):
-        cells.append(value)
-      elif key == "test_psnr":
-        cells.append(f"{value:.2f}")
-      else:
-        cells.append(f"{value:.4f}")
-    lines.append("| " + " | ".join(cells) + " |")
-  return note + "\n".join(lines) + "\n"
+  return note + _markdown(columns, rows, _format_reconstruction)
+
+
+def _format_reconstruction(key, value):
+  if isinstance(value, str):
+    return value
+  if key == "test_psnr":
+    return f"{value:.2f}"
+  return f"{value:.4f}"
 
 
 def reconstructions_csv(results):
   rows = reconstruction_rows(results)
-  columns = _reconstruction_columns(rows)
-  buffer = io.StringIO()
-  writer = csv.writer(buffer, lineterminator="\n")
-  writer.writerow([key for key, _ in columns])
-  for row in rows:
-    writer.writerow(
-        [
-            repr(row[key]) if isinstance(row[key], float) else row[key]
-            for key, _ in columns
-        ]
-    )
-  return buffer.getvalue()
+  return _csv(_reconstruction_columns(rows), rows)
 
 
 def write_results(output_dir, results, sample_arrays):
