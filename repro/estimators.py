@@ -228,6 +228,24 @@ class OtherEstimators:
         "ceiling_bits": math.log2(num_test),
     }
 
+  def measures(self):
+    """`(estimator, parameter, value)` of every estimate, in row order."""
+    measures = [(BINNING, "bins", count) for count in self.bin_counts]
+    measures.append((KDE, "noise_variance", float(self.kde_noise_variance)))
+    return measures
+
+  @staticmethod
+  def estimate(measure, activations):
+    """The estimate of one of `measures()` on `[n, ...]` activations, bits."""
+    estimator, _, value = measure
+    if estimator == BINNING:
+      return binned_information(activations, value)
+    if estimator == KDE:
+      return kde_upper_bound(activations, value)
+    raise ValueError(
+        f"Estimator {estimator!r}; accepted: {BINNING!r}, {KDE!r}."
+    )
+
   def rows(self, layer, kind, activations, num_classes=None, **extra):
     """One row per estimate for one layer or control.
 
@@ -242,21 +260,33 @@ class OtherEstimators:
       A list of dicts with `layer`, `kind`, `estimator`, `parameter`,
       `parameter_value`, `bits` and, for controls, `check`.
     """
-    estimates = [
-        (BINNING, "bins", count, binned_information(activations, count))
-        for count in self.bin_counts
-    ]
-    estimates.append(
-        (
-            KDE,
-            "noise_variance",
-            float(self.kde_noise_variance),
-            kde_upper_bound(activations, self.kde_noise_variance),
-        )
+    bits = [self.estimate(m, activations) for m in self.measures()]
+    return self.rows_of(
+        layer, kind, bits, int(np.shape(activations)[0]), num_classes, **extra
     )
-    num_test = int(np.shape(activations)[0])
+
+  def rows_of(self, layer, kind, bits, num_test, num_classes=None, **extra):
+    """The rows of `rows`, from estimates already made.
+
+    Args:
+      layer: the row's name, a layer or a control.
+      kind: 'layer' or 'control'.
+      bits: one estimate per entry of `measures()`, in its order.
+      num_test: how many test images the estimates saw.
+      num_classes: classes of the data set, for the label control.
+      **extra: more fields for every row.
+
+    Returns:
+      The rows, as `rows` makes them.
+    """
+    measures = self.measures()
+    if len(bits) != len(measures):
+      raise ValueError(
+          f"{len(bits)} estimates for {layer!r}; accepted: one per measure "
+          f"{measures}."
+      )
     rows = []
-    for estimator, parameter, value, bits in estimates:
+    for (estimator, parameter, value), estimate in zip(measures, bits):
       row = dict(
           extra,
           layer=layer,
@@ -264,11 +294,11 @@ class OtherEstimators:
           estimator=estimator,
           parameter=parameter,
           parameter_value=value,
-          bits=bits,
+          bits=estimate,
           check=None,
       )
       if kind == "control":
-        row["check"] = control_check(layer, bits, num_test, num_classes)
+        row["check"] = control_check(layer, estimate, num_test, num_classes)
       rows.append(row)
     return rows
 

@@ -190,7 +190,8 @@ class Study:
     return rows
 
   def samples(self, trained, indices, samples_per_image):
-    if trained.model is None:
+    if trained.directory is None:
+      # Another shard's model.
       shape = (len(indices), samples_per_image, *self.dataset.image_shape)
       return np.zeros(shape, np.uint8)
     return pipeline.samples(
@@ -264,13 +265,19 @@ class Study:
     }
 
   def artifacts(self, classifiers_used):
-    """How many artifacts this run trained and how many it found."""
+    """How many artifacts this run trained and how many it found.
+
+    `restored` counts the found inversion models and decoders whose
+    networks this run built and restored, to draw samples or
+    reconstructions that the store did not hold yet.
+    """
     records = [m.record for m in self.models]
     records += [d.record for d in self.decoders]
     records += [c.record for c in classifiers_used]
     return {
         "trained": sum(not r["reused"] for r in records),
         "reused": sum(bool(r["reused"]) for r in records),
+        "restored": sum(a.restored for a in self.models + self.decoders),
         "skipped": self.skipped,
     }
 
@@ -396,6 +403,8 @@ def _layer_rows(study, trained_classifier, layers, unconditional, resamples):
 def _estimator_rows(study, others, conditions, **extra):
   """The other estimators' rows for conditions, on the test activations.
 
+  The estimates are artifacts of the store, like the models.
+
   Args:
     study: the `Study`.
     others: an `estimators.OtherEstimators`.
@@ -408,13 +417,11 @@ def _estimator_rows(study, others, conditions, **extra):
   """
   rows = []
   for kind, condition in conditions:
-    activations = condition.on(
-        study.dataset.test_images, study.dataset.test_labels
-    )
-    rows += others.rows(
+    rows += others.rows_of(
         condition.name,
         kind,
-        activations,
+        pipeline.other_estimates(study.store, study.dataset, condition, others),
+        len(study.dataset.test_labels),
         study.dataset.num_classes,
         **extra,
     )

@@ -239,11 +239,13 @@ def run(
     logging.info("Drew %s.", os.path.basename(path))
   _replace_directory(staging, output_dir)
   logging.info(
-      "%s done in %.0f s: %d artifacts trained, %d reused; results in %s.",
+      "%s done in %.0f s: %d artifacts trained, %d reused (%d of them "
+      "restored to draw new samples); results in %s.",
       name,
       results["seconds"],
       results["artifacts"]["trained"],
       results["artifacts"]["reused"],
+      results["artifacts"]["restored"],
       output_dir,
   )
   return output_dir

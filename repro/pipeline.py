@@ -158,7 +158,9 @@ def classifier_checkpoints(store, config, dataset, seed, epochs, shard=None):
     logging.info("Classifier checkpoints %s found in the store.", epochs)
     return [
         TrainedClassifier(
-            keras.models.load_model(os.path.join(d, "model.keras")),
+            keras.models.load_model(
+                os.path.join(d, "model.keras"), compile=False
+            ),
             spec,
             dict(record, reused=True),
             d,
@@ -194,7 +196,7 @@ def classifier_checkpoints(store, config, dataset, seed, epochs, shard=None):
     store.finish(directories[index], record)
     result.append(
         TrainedClassifier(
-            keras.models.load_model(path),
+            keras.models.load_model(path, compile=False),
             specs[index],
             dict(record, reused=False),
             directories[index],
@@ -303,13 +305,92 @@ def control_condition(kind, dataset, conditioning="spatial"):
   raise ValueError(f"Control {kind!r}; accepted: {CONTROLS}.")
 
 
-@dataclasses.dataclass
+def other_estimates(store, dataset, condition, others):
+  """The binning and kernel density estimates of a condition, stored.
+
+  Each estimate on the test activations is an artifact of its own, keyed
+  by the data, the condition and the estimator's setting, so that a run
+  that finds them all computes no activations, and a changed setting
+  recomputes only its own estimates.
+
+  Args:
+    store: an `ArtifactStore`.
+    dataset: the `Dataset`; the estimates see its test split.
+    condition: a `Condition` with a shape.
+    others: an `estimators.OtherEstimators`.
+
+  Returns:
+    One estimate in bits per entry of `others.measures()`, in its order.
+  """
+  activations = None
+  bits = []
+  for estimator, parameter, value in others.measures():
+    spec = {
+        "dataset": dataset_spec(dataset),
+        "condition": condition.source,
+        "split": "test",
+        "estimator": estimator,
+        "parameter": {parameter: value},
+    }
+    directory = store.directory("estimate", spec)
+    record = store.record(directory)
+    if record is None:
+      if activations is None:
+        activations = condition.on(dataset.test_images, dataset.test_labels)
+      started = time.time()
+      estimate = others.estimate((estimator, parameter, value), activations)
+      record = {
+          "bits": estimate,
+          "seconds": time.time() - started,
+          "spec": spec,
+      }
+      store.finish(directory, record)
+      logging.info(
+          "%s (%s %s) of %s: %.2f bits in %.1f s.",
+          estimator,
+          parameter,
+          value,
+          condition.name,
+          estimate,
+          record["seconds"],
+      )
+    bits.append(float(record["bits"]))
+  return bits
+
+
 class TrainedInversion:
-  model: inversion.InversionModel
-  condition: Condition
-  record: dict
-  directory: str
-  test_nll: np.ndarray
+  """A trained inversion model, its test NLLs and where it is stored.
+
+  A model found in the store is built and its weights restored only when
+  `model` is first read: the test NLLs and cached samples need no network,
+  so a run that finds everything it needs builds none.
+
+  Attributes:
+    condition: the `Condition` it is conditioned on.
+    record: the artifact's record, with `reused` set.
+    directory: the artifact's directory, or None for another shard's.
+    test_nll: `[n_test]` bits per image.
+    model: the `inversion.InversionModel`, or None for another shard's.
+  """
+
+  def __init__(self, model, condition, record, directory, test_nll, load=None):
+    """Takes the model, or None and `load`, which builds it when needed."""
+    self._model = model
+    self._load = load
+    # Whether a model found in the store has been built and restored.
+    self.restored = False
+    self.condition = condition
+    self.record = record
+    self.directory = directory
+    self.test_nll = test_nll
+
+  @property
+  def model(self):
+    if self._model is None and self._load is not None:
+      self._model = self._load()
+      self._load = None
+      self.restored = True
+    return self._model
 
 
 def inversion_model(
@@ -354,40 +435,51 @@ def inversion_model(
     logging.info("%s: left to another shard.", label)
     return None
   record = store.record(directory)
-  train_conditions = None
-  if record is None:
-    train_conditions = condition.on(dataset.train_images, dataset.train_labels)
 
-  # The normalisation statistics are part of the checkpoint; a model that
-  # is restored gets them from there, so placeholders do until then.
-  statistics = None
-  if condition.shape is not None:
-    if train_conditions is not None:
-      statistics = conditioning_lib.activation_statistics(train_conditions)
-    else:
-      channels = condition.shape[-1]
-      statistics = (np.zeros(channels), np.ones(channels))
-  keras.utils.set_random_seed(seed)
-  strategy = training.distribution_strategy(train_config.strategy)
-  with strategy.scope():
-    model = inversion.build_inversion_model(
-        pixelcnn_config,
-        dataset.image_shape,
-        condition.conditioning,
-        condition.shape,
-        statistics,
-    )
+  def build(statistics):
+    keras.utils.set_random_seed(seed)
+    strategy = training.distribution_strategy(train_config.strategy)
+    with strategy.scope():
+      return inversion.build_inversion_model(
+          pixelcnn_config,
+          dataset.image_shape,
+          condition.conditioning,
+          condition.shape,
+          statistics,
+      )
 
   nll_path = os.path.join(directory, "test_nll.npy")
   if record is not None:
-    training.restore(model, directory)
+
+    def restored():
+      # The normalisation statistics are part of the checkpoint, so
+      # placeholders do until it is restored.
+      statistics = None
+      if condition.shape is not None:
+        channels = condition.shape[-1]
+        statistics = (np.zeros(channels), np.ones(channels))
+      model = build(statistics)
+      training.restore(model, directory)
+      return model
+
     with tf.io.gfile.GFile(nll_path, "rb") as f:
       test_nll = np.load(f)
     logging.info("%s: found in %s.", label, directory)
     return TrainedInversion(
-        model, condition, dict(record, reused=True), directory, test_nll
+        None,
+        condition,
+        dict(record, reused=True),
+        directory,
+        test_nll,
+        load=restored,
     )
 
+  train_conditions = condition.on(dataset.train_images, dataset.train_labels)
+  statistics = None
+  if train_conditions is not None:
+    statistics = conditioning_lib.activation_statistics(train_conditions)
+  model = build(statistics)
+  strategy = training.distribution_strategy(train_config.strategy)
   logging.info("%s: training in %s.", label, directory)
   started = time.time()
   result = training.train(
@@ -432,6 +524,30 @@ def inversion_model(
   )
 
 
+def _cached_array(directory, prefix, spec, compute):
+  """An array kept beside an artifact, computed once.
+
+  Args:
+    directory: the artifact's directory.
+    prefix: what the array is, the start of its file name.
+    spec: JSON-serialisable dict that determines the array.
+    compute: makes the array when the file does not exist yet.
+
+  Returns:
+    The array, from `<directory>/<prefix>-<fingerprint of spec>.npy`.
+  """
+  path = os.path.join(directory, f"{prefix}-{store_lib.fingerprint(spec)}.npy")
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return np.load(f)
+  array = compute()
+  temporary = f"{path}.tmp-{os.getpid()}"
+  with tf.io.gfile.GFile(temporary, "wb") as f:
+    np.save(f, array)
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+  return array
+
+
 def samples(trained, dataset, indices, num_samples, seed):
   """Samples given chosen test images, cached beside the model.
 
@@ -448,49 +564,70 @@ def samples(trained, dataset, indices, num_samples, seed):
   """
   indices = [int(i) for i in indices]
   k = len(indices)
-  key = store_lib.fingerprint(
-      {"indices": indices, "num_samples": num_samples, "seed": seed}
-  )
-  path = os.path.join(trained.directory, f"samples-{key}.npy")
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path, "rb") as f:
-      return np.load(f)
 
-  started = time.time()
-  kwargs = {}
-  conditions = trained.condition.on(
-      dataset.test_images[indices], dataset.test_labels[indices]
-  )
-  if conditions is not None:
-    kwargs["conditional_input"] = tf.constant(
-        np.repeat(conditions, num_samples, axis=0)
+  def draw():
+    started = time.time()
+    kwargs = {}
+    conditions = trained.condition.on(
+        dataset.test_images[indices], dataset.test_labels[indices]
     )
-  draw = tf.function(
-      lambda: trained.model.sample(
-          k * num_samples, seed=tf.constant([seed, 0]), **kwargs
+    if conditions is not None:
+      kwargs["conditional_input"] = tf.constant(
+          np.repeat(conditions, num_samples, axis=0)
       )
+    model = trained.model
+    images = tf.function(
+        lambda: model.sample(
+            k * num_samples, seed=tf.constant([seed, 0]), **kwargs
+        )
+    )()
+    images = images.numpy().astype(np.uint8)
+    logging.info(
+        "%s: %d samples in %.1f s.",
+        trained.condition.name,
+        k * num_samples,
+        time.time() - started,
+    )
+    return images.reshape(k, num_samples, *images.shape[1:])
+
+  return _cached_array(
+      trained.directory,
+      "samples",
+      {"indices": indices, "num_samples": num_samples, "seed": seed},
+      draw,
   )
-  images = draw().numpy().astype(np.uint8)
-  images = images.reshape(k, num_samples, *images.shape[1:])
-  logging.info(
-      "%s: %d samples in %.1f s.",
-      trained.condition.name,
-      k * num_samples,
-      time.time() - started,
-  )
-  temporary = f"{path}.tmp"
-  with tf.io.gfile.GFile(temporary, "wb") as f:
-    np.save(f, images)
-  tf.io.gfile.rename(temporary, path, overwrite=True)
-  return images
 
 
-@dataclasses.dataclass
 class TrainedDecoder:
-  model: decoder_lib.Decoder
-  condition: Condition
-  record: dict
-  directory: str
+  """A trained MSE decoder, its record and where it is stored.
+
+  As with `TrainedInversion`, a decoder found in the store is built only
+  when `model` is first read.
+
+  Attributes:
+    condition: the `Condition` it decodes.
+    record: the artifact's record, with `reused` set.
+    directory: the artifact's directory.
+    model: the `decoder.Decoder`.
+  """
+
+  def __init__(self, model, condition, record, directory, load=None):
+    """Takes the model, or None and `load`, which builds it when needed."""
+    self._model = model
+    self._load = load
+    # Whether a model found in the store has been built and restored.
+    self.restored = False
+    self.condition = condition
+    self.record = record
+    self.directory = directory
+
+  @property
+  def model(self):
+    if self._model is None and self._load is not None:
+      self._model = self._load()
+      self._load = None
+      self.restored = True
+    return self._model
 
 
 def mse_decoder(store, dataset, condition, config, master_seed, shard=None):
@@ -529,18 +666,23 @@ def mse_decoder(store, dataset, condition, config, master_seed, shard=None):
     return None
   record = store.record(directory)
   if record is not None:
-    channels = condition.shape[-1]
-    model = decoder_lib.build_decoder(
-        config,
-        condition.shape,
-        dataset.image_shape,
-        (np.zeros(channels), np.ones(channels)),
-        0.5,
-    )
-    decoder_lib.restore(model, directory)
+
+    def restored():
+      # Statistics and mean pixel are restored with the weights.
+      channels = condition.shape[-1]
+      model = decoder_lib.build_decoder(
+          config,
+          condition.shape,
+          dataset.image_shape,
+          (np.zeros(channels), np.ones(channels)),
+          0.5,
+      )
+      decoder_lib.restore(model, directory)
+      return model
+
     logging.info("%s: found in %s.", label, directory)
     return TrainedDecoder(
-        model, condition, dict(record, reused=True), directory
+        None, condition, dict(record, reused=True), directory, load=restored
     )
 
   logging.info("%s: training in %s.", label, directory)
@@ -588,15 +730,21 @@ def mse_decoder(store, dataset, condition, config, master_seed, shard=None):
 
 
 def reconstructions(trained, dataset, indices):
-  """The decoder's reconstructions of chosen test images.
+  """The decoder's reconstructions of chosen test images, cached beside it.
 
   Returns:
     uint8 `[k, height, width, channels]`, deterministic.
   """
   indices = [int(i) for i in indices]
-  conditions = trained.condition.on(
-      dataset.test_images[indices], dataset.test_labels[indices]
-  )
-  return decoder_lib.to_uint8(
-      decoder_lib.reconstruct(trained.model, np.asarray(conditions))
+
+  def reconstruct():
+    conditions = trained.condition.on(
+        dataset.test_images[indices], dataset.test_labels[indices]
+    )
+    return decoder_lib.to_uint8(
+        decoder_lib.reconstruct(trained.model, np.asarray(conditions))
+    )
+
+  return _cached_array(
+      trained.directory, "reconstructions", {"indices": indices}, reconstruct
   )

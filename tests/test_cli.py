@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import pytest
 
+from repro import run_all as run_all_lib
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -64,16 +66,26 @@ def cache_dir(tmp_path_factory):
   return tmp_path_factory.mktemp("cache")
 
 
+def run_all(*arguments, output_root, cache_dir):
+  command = [
+      os.path.join(REPOSITORY, "run_all.sh"),
+      *arguments,
+      f"--output_root={output_root}",
+      f"--gin_param=run.cache_dir = '{cache_dir}'",
+  ]
+  return subprocess.run(
+      command, cwd=REPOSITORY, capture_output=True, text=True, timeout=900
+  )
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, cache_dir):
-  """Each experiment once at smoke scale, sharing one artifact cache."""
-  output = {}
-  for name in EXPERIMENTS:
-    output_dir = tmp_path_factory.mktemp(name)
-    result = run_main(*smoke(name), output_dir=output_dir, cache_dir=cache_dir)
-    assert result.returncode == 0, f"{name}:\n{result.stderr[-4000:]}"
-    output[name] = output_dir
-  return output
+  """Every experiment at smoke scale through run_all.sh, in one process."""
+  root = tmp_path_factory.mktemp("figures")
+  result = run_all("--scale=smoke", output_root=root, cache_dir=cache_dir)
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert "all 4 experiments done (smoke scale)" in result.stdout
+  return {name: root / "smoke" / name for name in EXPERIMENTS}
 
 
 def read(output_dir, name):
@@ -85,8 +97,9 @@ def read(output_dir, name):
 RECONSTRUCTIONS = ("mi_per_layer", "inversion_samples", "architectures")
 
 
-def test_every_experiment_has_a_figure_list():
+def test_every_experiment_has_a_figure_list_and_runs_in_run_all():
   assert set(EXPERIMENTS) == set(FIGURES)
+  assert set(EXPERIMENTS) == set(run_all_lib.EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -230,6 +243,7 @@ def test_a_second_run_reuses_every_artifact(runs, cache_dir, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   second = read(tmp_path / "again", "results.json")
   assert second["artifacts"]["trained"] == 0
+  assert second["artifacts"]["restored"] == 0
   assert second["artifacts"]["reused"] == (
       first["artifacts"]["trained"] + first["artifacts"]["reused"]
   )
@@ -304,3 +318,61 @@ def test_unknown_layer_is_an_error_listing_the_layers(tmp_path):
   assert not (tmp_path / "out").exists()
   # The names are checked before anything is trained.
   assert not list((tmp_path / "cache").glob("*/*"))
+
+
+def test_a_second_run_all_trains_restores_and_recomputes_nothing(
+    runs, cache_dir, tmp_path
+):
+  result = run_all("--scale=smoke", output_root=tmp_path, cache_dir=cache_dir)
+  assert result.returncode == 0, result.stderr[-4000:]
+  for name, first_dir in runs.items():
+    first = read(first_dir, "results.json")
+    second = read(tmp_path / "smoke" / name, "results.json")
+    assert second["artifacts"]["trained"] == 0, name
+    assert second["artifacts"]["restored"] == 0, name
+    assert second["rows"] == [dict(r, reused=True) for r in first["rows"]]
+    assert second.get("estimators") == first.get("estimators"), name
+    for table in ("results.md", "estimators.md", "reconstructions.md"):
+      if (first_dir / table).exists():
+        assert read(tmp_path / "smoke" / name, table) == read(first_dir, table)
+    with np.load(first_dir / "samples.npz") as a, np.load(
+        tmp_path / "smoke" / name / "samples.npz"
+    ) as b:
+      assert sorted(a.files) == sorted(b.files)
+      for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key}")
+
+
+def test_run_all_stops_at_a_failing_experiment_and_names_it(
+    runs, cache_dir, tmp_path
+):
+  result = run_all(
+      "--scale=smoke",
+      "--experiments=inversion_samples,mi_training_dynamics,mi_per_layer",
+      "--gin_param=mi_training_dynamics.epochs = [1, 0]",
+      output_root=tmp_path,
+      cache_dir=cache_dir,
+  )
+  assert result.returncode != 0
+  assert "run_all: experiment mi_training_dynamics failed" in result.stderr
+  assert "[1, 0]" in result.stderr
+  # What finished before it is kept; nothing after it ran.
+  assert (tmp_path / "smoke" / "inversion_samples" / "results.json").exists()
+  assert not (tmp_path / "smoke" / "mi_training_dynamics").exists()
+  assert not (tmp_path / "smoke" / "mi_per_layer").exists()
+
+
+@pytest.mark.parametrize(
+    "argument, shown",
+    [
+        ("--scale=huge", "--scale=huge; accepted: embedded, paper, smoke"),
+        ("--experiments=mi_per_layer,typo", "--experiments=mi_per_layer,typo"),
+        ("--shard=1-4", "--shard=1-4; accepted: INDEX/COUNT"),
+        ("--output_dir=/tmp/x", "pass --output_root"),
+    ],
+)
+def test_run_all_refuses_a_bad_argument_naming_it(argument, shown, tmp_path):
+  result = run_all(argument, output_root=tmp_path, cache_dir=tmp_path / "c")
+  assert result.returncode != 0
+  assert shown in result.stderr
+  assert not list(tmp_path.iterdir())

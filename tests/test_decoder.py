@@ -77,14 +77,24 @@ def test_reconstructions_are_deterministic_and_the_decoder_is_reused(
       pipeline.reconstructions(first, data, [0, 3, 5]), images
   )
 
+  others = decoder.to_uint8(
+      decoder.reconstruct(first.model, data.test_images[:2].astype(np.float32))
+  )
+
   second = pipeline.mse_decoder(store, data, condition, config, 0)
   assert second.record["reused"] and not first.record["reused"]
   assert second.directory == first.directory
   assert second.record["test_mse"] == first.record["test_mse"]
-  # The restored weights give the very same reconstructions.
+  # Stored reconstructions need no network.
   np.testing.assert_array_equal(
       pipeline.reconstructions(second, data, [0, 3, 5]), images
   )
+  assert not second.restored
+  # New ones: the restored weights give what the trained ones gave.
+  np.testing.assert_array_equal(
+      pipeline.reconstructions(second, data, [0, 1]), others
+  )
+  assert second.restored
 
   # Another configuration is another artifact.
   other = pipeline.mse_decoder(

@@ -1,0 +1,107 @@
+"""What a run finds in the store costs no network and no recomputation."""
+
+import dataclasses
+
+import numpy as np
+
+from repro import estimators
+from repro import inversion
+from repro import pipeline
+from repro import store as store_lib
+from repro import training
+
+
+@dataclasses.dataclass
+class FakeDataset:
+  """The fields of `data.Dataset` that the pipeline reads."""
+
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  name: str = "noise"
+  image_shape: tuple = (4, 4, 1)
+  num_classes: int = 2
+
+
+def dataset():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (48, 4, 4, 1)).astype(np.uint8)
+  labels = np.arange(48, dtype=np.int64) % 2
+  return FakeDataset(images[:32], labels[:32], images[32:], labels[32:])
+
+
+PIXELCNN = inversion.PixelCNNConfig(
+    num_filters=4, num_logistic_mix=2, conditioner_filters=4
+)
+TRAIN = training.TrainConfig(steps=2, batch_size=8, checkpoint_every=2)
+
+
+def test_a_found_model_is_built_only_for_samples_the_store_lacks(tmp_path):
+  data = dataset()
+  store = store_lib.ArtifactStore(str(tmp_path))
+  condition = pipeline.control_condition("label", data)
+  first = pipeline.inversion_model(store, data, condition, PIXELCNN, TRAIN, 0)
+  drawn = pipeline.samples(first, data, [0, 1], 2, seed=3)
+  assert drawn.shape == (2, 2, 4, 4, 1) and drawn.dtype == np.uint8
+  # Drawn by the trained network, then dropped from the store.
+  other = pipeline.samples(first, data, [2], 2, seed=4)
+  (dropped,) = [
+      path
+      for path in tmp_path.glob("inversion/*/samples-*.npy")
+      if np.array_equal(np.load(path), other)
+  ]
+  dropped.unlink()
+
+  second = pipeline.inversion_model(store, data, condition, PIXELCNN, TRAIN, 0)
+  assert second.record["reused"] and not second.restored
+  np.testing.assert_array_equal(second.test_nll, first.test_nll)
+  np.testing.assert_array_equal(
+      pipeline.samples(second, data, [0, 1], 2, seed=3), drawn
+  )
+  assert not second.restored
+
+  # Samples the store lacks: the network is restored from its checkpoint
+  # and draws what the trained one drew.
+  np.testing.assert_array_equal(
+      pipeline.samples(second, data, [2], 2, seed=4), other
+  )
+  assert second.restored
+
+
+class CountingCondition:
+  """A condition that counts how often its activations are computed."""
+
+  def __init__(self, data):
+    self.calls = 0
+    self.wrapped = pipeline.control_condition("input", data)
+    self.name = "input"
+    self.source = self.wrapped.source
+
+  def on(self, images, labels):
+    self.calls += 1
+    return self.wrapped.on(images, labels)
+
+
+def test_other_estimates_are_stored_and_recomputed_only_when_new(tmp_path):
+  data = dataset()
+  store = store_lib.ArtifactStore(str(tmp_path))
+  condition = CountingCondition(data)
+  others = estimators.OtherEstimators(bin_counts=(2,), kde_noise_variance=0.1)
+  first = pipeline.other_estimates(store, data, condition, others)
+  assert condition.calls == 1
+  expected = [
+      others.estimate(m, data.test_images.astype(np.float32))
+      for m in others.measures()
+  ]
+  assert first == expected
+
+  assert pipeline.other_estimates(store, data, condition, others) == first
+  assert condition.calls == 1
+
+  # A new bin count is one new estimate; the others come from the store.
+  more = estimators.OtherEstimators(bin_counts=(2, 30), kde_noise_variance=0.1)
+  bits = pipeline.other_estimates(store, data, condition, more)
+  assert condition.calls == 2
+  assert bits[0] == first[0] and bits[2] == first[1]
+  assert len(list(tmp_path.glob("estimate/*/record.json"))) == 3
