@@ -22,6 +22,7 @@ from absl import logging
 
 from repro import main as main_lib
 from repro import own_model
+from repro import training
 
 DEFAULT_GIN_FILE = "gin/invert.gin"
 
@@ -49,6 +50,27 @@ def default_output_dir(model_file, layers):
   )
 
 
+def identity(model, layers):
+  """What `invert` computes beyond the gin bindings, for `main_lib.run`.
+
+  The model and the layers are not gin bindings, so they join the
+  fingerprint that keeps other results in the output directory from being
+  replaced. The model enters as `own_model.model_fingerprint`, not as the
+  hash of its file, so that the same model saved again counts as the same.
+
+  Args:
+    model: the loaded `keras.Model`.
+    layers: layer names in depth order.
+
+  Returns:
+    A JSON-serialisable dict.
+  """
+  return {
+      "model_fingerprint": own_model.model_fingerprint(model),
+      "layers": list(layers),
+  }
+
+
 def invert(model_file, layers, output_dir=None):
   """Runs the `invert` experiment on a saved model, after gin is parsed.
 
@@ -67,18 +89,20 @@ def invert(model_file, layers, output_dir=None):
   if output_dir is None:
     output_dir = default_output_dir(model_file, layers)
 
+  # A multi-worker strategy must exist before TensorFlow runs anything, and
+  # loading the model runs TensorFlow; main_lib.run gets the same strategy.
+  training.distribution_strategy(training.TrainConfig().strategy)
+  model = own_model.load_classifier(model_file)
+
   def experiment(store, seed, shard=None):
     return own_model.invert(
-        store, seed, shard, model_file=model_file, layers=layers
+        store, seed, shard, model_file=model_file, layers=layers, model=model
     )
 
   experiment.__name__ = "invert"
-  # The model's contents and the layers are not gin bindings, so they join
-  # the fingerprint that keeps other results in output_dir from being
-  # replaced.
-  identity = {"model_sha256": own_model.file_sha256(model_file)}
-  identity["layers"] = list(layers)
-  return main_lib.run(output_dir, experiment=experiment, identity=identity)
+  return main_lib.run(
+      output_dir, experiment=experiment, identity=identity(model, layers)
+  )
 
 
 def main(argv):

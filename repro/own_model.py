@@ -6,12 +6,15 @@ the machinery of `repro.experiments` unchanged: the same `Study`, the same
 unconditional model and controls (shared with the other experiments through
 the artifact store when the data and PixelCNN settings are the same), the
 same rows, tables and figures. Only the condition is new: the activation of
-a named layer of the saved model, keyed by the SHA-256 of the model file,
-so that a changed file trains new inversion models and the same file reuses
-them.
+a named layer of the saved model, keyed by `model_fingerprint`, a hash of
+the loaded model's weights and architecture. A model whose weights or
+layers change trains new inversion models; the same model saved again
+(which changes the file, since Keras writes the time of saving into it)
+reuses them.
 """
 
 import hashlib
+import json
 import time
 
 import gin
@@ -44,6 +47,91 @@ def file_sha256(path):
   with tf.io.gfile.GFile(path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 20), b""):
       digest.update(chunk)
+  return digest.hexdigest()
+
+
+def _json_value(value):
+  """NumPy values in a model config as plain JSON values."""
+  if isinstance(value, (np.ndarray, np.generic)):
+    return value.tolist()
+  raise TypeError(
+      f"{type(value).__name__} {value!r} in the model config is not "
+      "JSON-serialisable"
+  )
+
+
+def model_fingerprint(model):
+  """A SHA-256 of what determines a loaded model's activations.
+
+  The hash covers two things, read from the loaded model rather than from
+  its file, so that neither the file format nor the time Keras writes into
+  a `.keras` archive on saving enters it:
+
+  - the architecture: `model.get_config()`, written as JSON with sorted
+    keys. It names every layer, its settings and, for a functional model,
+    how the layers connect. The archive's `config.json` is not used: Keras
+    writes into it the memory addresses of objects that layers share
+    (`shared_object_id`), which differ from one save to the next, and the
+    compile settings (the optimizer, the loss), which change no activation
+    but differ between a model saved after `compile` and the same model
+    loaded with `compile=False` and saved again.
+  - the weights: every array of `model.weights` (trainable and not, e.g.
+    batch-norm statistics; no optimizer or random-seed state), in that
+    order, which Keras derives from the config. Each array's path (e.g.
+    'conv/kernel'), shape and dtype enter with the config; its bytes, in
+    the machine's byte order, follow.
+
+  The same model loaded twice, saved again, or saved as `.h5` instead of
+  `.keras`, gives the same fingerprint. Any change to a weight, a layer's
+  settings or a name (of a layer or of the model) gives another one; so
+  may another Keras version, if it adds settings to the config.
+
+  Args:
+    model: a `keras.Model`, e.g. from `load_classifier`.
+
+  Returns:
+    64 hex digits.
+
+  Raises:
+    ValueError: if the model has no config, or one that is not JSON.
+  """
+  try:
+    config = model.get_config()
+  except NotImplementedError as e:
+    raise ValueError(
+        f"Model {model.name!r} has no config ({e}); accepted: a functional "
+        "or Sequential model, or a subclassed one that implements "
+        "get_config."
+    ) from e
+  arrays = [keras.ops.convert_to_numpy(weight) for weight in model.weights]
+  weights = [
+      [
+          getattr(weight, "path", weight.name),
+          list(array.shape),
+          array.dtype.name,
+      ]
+      for weight, array in zip(model.weights, arrays)
+  ]
+  try:
+    header = json.dumps(
+        {"config": config, "weights": weights},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=_json_value,
+    ).encode()
+  except (TypeError, ValueError) as e:
+    raise ValueError(
+        f"The config of model {model.name!r} cannot be written as JSON "
+        f"({e}); accepted: a model whose get_config() holds JSON values, "
+        "as every model Keras can save does."
+    ) from e
+
+  # The header fixes every array's size, so the bytes that follow it cannot
+  # be read in two ways.
+  digest = hashlib.sha256(len(header).to_bytes(8, "little"))
+  digest.update(header)
+  for array in arrays:
+    digest.update(np.ascontiguousarray(array).tobytes())
   return digest.hexdigest()
 
 
@@ -204,14 +292,14 @@ def scale_images(images, input_scale):
   return np.asarray(images, np.float32) * multiplier + offset
 
 
-def layer_condition(model, layer, model_sha256, input_scale, image):
+def layer_condition(model, layer, fingerprint, input_scale, image):
   """The activation of `layer` of a saved model, as a `pipeline.Condition`.
 
   Args:
     model: the loaded `keras.Model`.
     layer: one of its layer names.
-    model_sha256: the model file's hash; with the layer and the scaling it
-      is the condition's part of the artifact key.
+    fingerprint: `model_fingerprint(model)`; with the layer and the scaling
+      it is the condition's part of the artifact key.
     input_scale: a key of `INPUT_SCALES`.
     image: one uint8 image `[h, w, c]`, to find the activation's shape
       when the model leaves some of it unknown.
@@ -230,7 +318,7 @@ def layer_condition(model, layer, model_sha256, input_scale, image):
     shape = compute(image[None], None).shape[1:]
   source = {
       "kind": "saved_model",
-      "sha256": model_sha256,
+      "fingerprint": fingerprint,
       "layer": layer,
       "input_scale": input_scale,
   }
@@ -250,13 +338,16 @@ def classifier_accuracy(model, dataset, input_scale):
   return float(np.mean(np.argmax(scores, axis=-1) == dataset.test_labels))
 
 
-@gin.configurable(denylist=["store", "seed", "shard", "model_file", "layers"])
+@gin.configurable(
+    denylist=["store", "seed", "shard", "model_file", "layers", "model"]
+)
 def invert(
     store,
     seed,
     shard=None,
     model_file=None,
     layers=(),
+    model=None,
     input_scale="raw",
     controls=pipeline.CONTROLS,
     num_sample_images=6,
@@ -272,6 +363,8 @@ def invert(
     model_file: the saved model, `.keras` or `.h5`.
     layers: layer names, in depth order (the table flags a layer whose Î
       rises above a shallower one's).
+    model: `model_file` as `load_classifier` loaded it, to spare loading it
+      again; None loads it here.
     input_scale: how the uint8 images are fed to the model: 'raw' (values
       0..255, as the bundle's classifiers take them, which rescale inside),
       'unit' ([0, 1]) or 'symmetric' ([-1, 1]).
@@ -290,14 +383,17 @@ def invert(
         f"{', '.join(INPUT_SCALES)}."
     )
   layers = list(layers)
-  model = load_classifier(model_file)
+  if model is None:
+    model = load_classifier(model_file)
   check_layers(model, layers)
   study = experiments.Study(store, seed, 1 + len(controls) + len(layers), shard)
   dataset = study.dataset
   check_input_shape(model, dataset.image_shape)
-  sha256 = file_sha256(model_file)
+  fingerprint = model_fingerprint(model)
   conditions = [
-      layer_condition(model, layer, sha256, input_scale, dataset.test_images[0])
+      layer_condition(
+          model, layer, fingerprint, input_scale, dataset.test_images[0]
+      )
       for layer in layers
   ]
   # Every shape is checked before the first model trains.
@@ -307,10 +403,15 @@ def invert(
     except ValueError as e:
       raise ValueError(f"Layer {condition.name!r}: {e}") from e
   accuracy = classifier_accuracy(model, dataset, input_scale)
+  # The file's hash is kept as a record of which file was read; the key is
+  # the fingerprint, which saving the same model again does not change.
+  file_hash = file_sha256(model_file)
   logging.info(
-      "Inverting %s (sha256 %s, test accuracy %s): layers %s.",
+      "Inverting %s (fingerprint %s, file sha256 %s, test accuracy %s): "
+      "layers %s.",
       model_file,
-      sha256[:16],
+      fingerprint[:16],
+      file_hash[:16],
       "n/a" if accuracy is None else f"{accuracy:.4f}",
       layers,
   )
@@ -341,7 +442,8 @@ def invert(
       "dims": study.dims,
       "model": {
           "file": model_file,
-          "sha256": sha256,
+          "file_sha256": file_hash,
+          "fingerprint": fingerprint,
           "name": model.name,
           "input_scale": input_scale,
           "layers": layers,

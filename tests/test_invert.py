@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -47,13 +48,13 @@ def write_images(directory, shape=SHAPE, per_class=PER_CLASS, seed=0):
   return str(directory)
 
 
-def tiny_classifier(shape=SHAPE, seed=0):
+def tiny_classifier(shape=SHAPE, seed=0, activation="relu"):
   """Input -> Conv ('conv') -> Flatten -> Dense ('logits'), rescaling inside."""
   keras.utils.set_random_seed(seed)
   images = keras.Input(shape, name="image")
   x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(images)
   x = keras.layers.Conv2D(
-      2, 3, strides=2, padding="same", activation="relu", name="conv"
+      2, 3, strides=2, padding="same", activation=activation, name="conv"
   )(x)
   x = keras.layers.Flatten(name="flatten")(x)
   logits = keras.layers.Dense(CLASSES, name="logits")(x)
@@ -73,12 +74,12 @@ def workspace(tmp_path_factory):
   }
 
 
-def run_invert(workspace, output_dir, *arguments):
+def run_invert(workspace, output_dir, *arguments, model=None):
   command = [
       sys.executable,
       "-m",
       "repro.invert",
-      f"--model={workspace['model']}",
+      f"--model={model or workspace['model']}",
       "--gin_file=gin/invert.gin",
       "--gin_file=gin/scale/smoke.gin",
       "--gin_param=load_dataset.name = 'directory'",
@@ -112,6 +113,10 @@ def read_json(path):
     return json.load(f)
 
 
+def fingerprint(path):
+  return own_model.model_fingerprint(own_model.load_classifier(path))
+
+
 def test_writes_table_samples_and_config_with_finite_numbers(first_run):
   for name in (
       "results.json",
@@ -129,7 +134,12 @@ def test_writes_table_samples_and_config_with_finite_numbers(first_run):
   assert results["dataset"]["name"] == "directory"
   assert results["dataset"]["num_test"] == CLASSES * 2
   assert results["model"]["layers"] == ["conv"]
-  assert len(results["model"]["sha256"]) == 64
+  assert results["model"]["file_sha256"] == own_model.file_sha256(
+      results["model"]["file"]
+  )
+  assert results["model"]["fingerprint"] == fingerprint(
+      results["model"]["file"]
+  )
   assert [(r["layer"], r["kind"]) for r in results["rows"]] == [
       ("constant", "control"),
       ("conv", "layer"),
@@ -153,14 +163,28 @@ def test_writes_table_samples_and_config_with_finite_numbers(first_run):
     assert "invert.input_scale = 'raw'" in f.read()
 
 
-def test_a_second_run_reuses_every_model(workspace, first_run, tmp_path):
+def test_the_model_saved_again_reuses_every_model_and_its_results(
+    workspace, first_run, tmp_path
+):
   first = read_json(first_run / "results.json")
   assert first["artifacts"] == {"trained": 3, "reused": 0, "skipped": 0}
-  result = run_invert(workspace, tmp_path / "again", "--layer=conv")
+  # The first run took well over a second, so the time Keras writes into
+  # the new file differs from the one in the old.
+  resaved = str(tmp_path / "resaved.keras")
+  own_model.load_classifier(workspace["model"]).save(resaved)
+  assert own_model.file_sha256(resaved) != first["model"]["file_sha256"]
+
+  # A run of another model would refuse to replace these results.
+  again = tmp_path / "again"
+  shutil.copytree(first_run, again)
+  result = run_invert(workspace, again, "--layer=conv", model=resaved)
   assert result.returncode == 0, result.stderr[-4000:]
-  second = read_json(tmp_path / "again" / "results.json")
+  second = read_json(again / "results.json")
   assert second["artifacts"] == {"trained": 0, "reused": 3, "skipped": 0}
   assert second["rows"] == [dict(r, reused=True) for r in first["rows"]]
+  assert second["config_fingerprint"] == first["config_fingerprint"]
+  assert second["model"]["fingerprint"] == first["model"]["fingerprint"]
+  assert second["model"]["file_sha256"] != first["model"]["file_sha256"]
 
 
 def test_an_unknown_layer_stops_the_run_before_anything_is_loaded(
@@ -178,27 +202,60 @@ def test_layer_flags_may_repeat_or_hold_commas():
   assert invert_cli.layer_list(["conv", "pool, fc"]) == ["conv", "pool", "fc"]
 
 
-def test_the_artifact_key_follows_the_file_contents(tmp_path):
+def test_the_artifact_key_survives_loading_and_saving_again(tmp_path):
+  first, again, legacy = (
+      str(tmp_path / name) for name in ("a.keras", "b.keras", "b.h5")
+  )
+  tiny_classifier().save(first)
+  # Keras writes the time of saving, to the second, into a .keras file.
+  time.sleep(1.1)
+  own_model.load_classifier(first).save(again)
+  own_model.load_classifier(first).save(legacy)
+  assert own_model.file_sha256(first) != own_model.file_sha256(again)
+
+  fingerprints = [fingerprint(path) for path in (first, first, again, legacy)]
+  assert len(set(fingerprints)) == 1
+  assert len(fingerprints[0]) == 64
   image = np.zeros(SHAPE, np.uint8)
-  paths = [str(tmp_path / name) for name in ("a.keras", "b.keras", "c.keras")]
-  tiny_classifier(seed=0).save(paths[0])
-  shutil.copyfile(paths[0], paths[1])
-  tiny_classifier(seed=1).save(paths[2])
-  sources = []
-  for path in paths:
-    condition = own_model.layer_condition(
-        own_model.load_classifier(path),
-        "conv",
-        own_model.file_sha256(path),
-        "raw",
-        image,
-    )
-    sources.append(condition.source)
-  # The same contents keep the key whatever the file is called; other
-  # weights change it.
+  sources = [
+      own_model.layer_condition(
+          own_model.load_classifier(path),
+          "conv",
+          fingerprint(path),
+          "raw",
+          image,
+      ).source
+      for path in (first, again)
+  ]
   assert sources[0] == sources[1]
-  assert sources[0] != sources[2]
+  assert sources[0]["fingerprint"] == fingerprints[0]
   assert sources[0]["layer"] == "conv"
+
+
+def test_one_weight_or_one_setting_changes_the_fingerprint(tmp_path):
+  path = str(tmp_path / "a.keras")
+  tiny_classifier().save(path)
+  model = own_model.load_classifier(path)
+  original = own_model.model_fingerprint(model)
+
+  # The smallest step a float32 can take, in one element of one kernel.
+  kernel = model.get_layer("conv").kernel
+  values = np.array(keras.ops.convert_to_numpy(kernel))
+  changed = values.copy()
+  changed[0, 0, 0, 0] = np.nextafter(changed[0, 0, 0, 0], np.float32(np.inf))
+  kernel.assign(changed)
+  assert own_model.model_fingerprint(model) != original
+  kernel.assign(values)
+  assert own_model.model_fingerprint(model) == original
+
+  # The same weights give the same fingerprint in a model built anew, but
+  # another one behind another activation.
+  relu, tanh = tiny_classifier(seed=1), tiny_classifier(activation="tanh")
+  relu.set_weights(model.get_weights())
+  tanh.set_weights(model.get_weights())
+  assert own_model.model_fingerprint(relu) == original
+  assert own_model.model_fingerprint(tanh) != original
+  assert own_model.model_fingerprint(tiny_classifier(seed=1)) != original
 
 
 def test_a_sequential_model_saved_as_h5_is_probed(tmp_path):
