@@ -23,12 +23,23 @@ KDE_COLOUR = "darkgoldenrod"
 LAYER_MARKERS = ("o", "s", "^", "v", "P", "X")
 
 
+# Without a creation date, the same figure gives the same PDF bytes on every
+# run, so a regenerated paper_figures/ differs only where a result does.
+_METADATA = {"png": None, "pdf": {"CreationDate": None}}
+
+
 def _save(figure, output_dir, name):
   """Writes `name`.png and `name`.pdf; returns the PNG's path."""
   paths = []
-  for extension in ("png", "pdf"):
+  for extension, metadata in _METADATA.items():
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=extension, dpi=150, bbox_inches="tight")
+    figure.savefig(
+        buffer,
+        format=extension,
+        dpi=150,
+        bbox_inches="tight",
+        metadata=metadata,
+    )
     path = os.path.join(output_dir, f"{name}.{extension}")
     with tf.io.gfile.GFile(path, "wb") as f:
       f.write(buffer.getvalue())

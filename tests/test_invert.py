@@ -167,7 +167,12 @@ def test_the_model_saved_again_reuses_every_model_and_its_results(
     workspace, first_run, tmp_path
 ):
   first = read_json(first_run / "results.json")
-  assert first["artifacts"] == {"trained": 3, "reused": 0, "skipped": 0}
+  assert first["artifacts"] == {
+      "trained": 3,
+      "reused": 0,
+      "restored": 0,
+      "skipped": 0,
+  }
   # The first run took well over a second, so the time Keras writes into
   # the new file differs from the one in the old.
   resaved = str(tmp_path / "resaved.keras")
@@ -180,7 +185,12 @@ def test_the_model_saved_again_reuses_every_model_and_its_results(
   result = run_invert(workspace, again, "--layer=conv", model=resaved)
   assert result.returncode == 0, result.stderr[-4000:]
   second = read_json(again / "results.json")
-  assert second["artifacts"] == {"trained": 0, "reused": 3, "skipped": 0}
+  assert second["artifacts"] == {
+      "trained": 0,
+      "reused": 3,
+      "restored": 0,
+      "skipped": 0,
+  }
   assert second["rows"] == [dict(r, reused=True) for r in first["rows"]]
   assert second["config_fingerprint"] == first["config_fingerprint"]
   assert second["model"]["fingerprint"] == first["model"]["fingerprint"]
