@@ -4,6 +4,12 @@ The experiments ask this module for artifacts by specification; it trains
 what the store does not hold yet (resuming an unfinished one), and returns
 the model with its record. Every record says whether it was trained in this
 call or found in the store, so a run can report what it reused.
+
+What is computed from a trained artifact is kept too: samples and
+reconstructions beside their model, and the binning and kernel estimates as
+artifacts of their own. A found model's network is built only when
+something it must compute is missing, so a rerun of a finished experiment
+reads files and draws figures.
 """
 
 import dataclasses
@@ -358,12 +364,35 @@ def other_estimates(store, dataset, condition, others):
   return bits
 
 
-class TrainedInversion:
-  """A trained inversion model, its test NLLs and where it is stored.
+class _Stored:
+  """A trained artifact's network: given, or built when first read.
 
-  A model found in the store is built and its weights restored only when
-  `model` is first read: the test NLLs and cached samples need no network,
-  so a run that finds everything it needs builds none.
+  A network found in the store is built and its weights restored only when
+  `model` is first read, so a run that finds every number, sample and
+  reconstruction it needs in the store builds no network at all.
+
+  Attributes:
+    model: the network; reading it may build and restore it.
+    restored: whether this object has built and restored a found network.
+  """
+
+  def __init__(self, model, load=None):
+    """Takes the network, or None and `load`, which builds it when needed."""
+    self._model = model
+    self._load = load
+    self.restored = False
+
+  @property
+  def model(self):
+    if self._model is None and self._load is not None:
+      self._model = self._load()
+      self._load = None
+      self.restored = True
+    return self._model
+
+
+class TrainedInversion(_Stored):
+  """A trained inversion model, its test NLLs and where it is stored.
 
   Attributes:
     condition: the `Condition` it is conditioned on.
@@ -374,23 +403,11 @@ class TrainedInversion:
   """
 
   def __init__(self, model, condition, record, directory, test_nll, load=None):
-    """Takes the model, or None and `load`, which builds it when needed."""
-    self._model = model
-    self._load = load
-    # Whether a model found in the store has been built and restored.
-    self.restored = False
+    super().__init__(model, load)
     self.condition = condition
     self.record = record
     self.directory = directory
     self.test_nll = test_nll
-
-  @property
-  def model(self):
-    if self._model is None and self._load is not None:
-      self._model = self._load()
-      self._load = None
-      self.restored = True
-    return self._model
 
 
 def inversion_model(
@@ -598,11 +615,8 @@ def samples(trained, dataset, indices, num_samples, seed):
   )
 
 
-class TrainedDecoder:
+class TrainedDecoder(_Stored):
   """A trained MSE decoder, its record and where it is stored.
-
-  As with `TrainedInversion`, a decoder found in the store is built only
-  when `model` is first read.
 
   Attributes:
     condition: the `Condition` it decodes.
@@ -612,22 +626,10 @@ class TrainedDecoder:
   """
 
   def __init__(self, model, condition, record, directory, load=None):
-    """Takes the model, or None and `load`, which builds it when needed."""
-    self._model = model
-    self._load = load
-    # Whether a model found in the store has been built and restored.
-    self.restored = False
+    super().__init__(model, load)
     self.condition = condition
     self.record = record
     self.directory = directory
-
-  @property
-  def model(self):
-    if self._model is None and self._load is not None:
-      self._model = self._load()
-      self._load = None
-      self.restored = True
-    return self._model
 
 
 def mse_decoder(store, dataset, condition, config, master_seed, shard=None):

@@ -1,7 +1,8 @@
 """Trained artifacts stored under keys derived from their configuration.
 
 Every artifact (a trained classifier, an inversion model and its test
-log-likelihoods) lives in a directory named after a hash of the complete
+log-likelihoods, an MSE decoder, one estimate of another estimator) lives in
+a directory named after a hash of the complete
 specification that produced it: data, classifier, layer, model sizes,
 training settings and seed. Experiments that share a specification share the
 artifact, and a finished artifact is never trained twice. An artifact counts
