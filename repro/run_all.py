@@ -14,6 +14,7 @@ whose models are all in the cache takes seconds per experiment. The first
 experiment that fails stops the run, which exits non-zero naming it.
 """
 
+import gc
 import os
 import sys
 
@@ -112,9 +113,11 @@ def run_experiments(names, scale, extra_files, params, output_root):
   """
   for index, name in enumerate(names, 1):
     print(f"== [{index}/{len(names)}] {name} ({scale} scale)", flush=True)
-    # Each experiment starts from its own configuration alone.
+    # Each experiment starts from its own configuration alone, and what
+    # the last one built is freed before this one builds.
     gin.clear_config()
     keras.backend.clear_session()
+    gc.collect()
     try:
       main_lib.parse_config(experiment_files(name, scale, extra_files), params)
       main_lib.run(output_dir(output_root, name, scale))
