@@ -128,13 +128,25 @@ def _classifier_spec(config, dataset, seed, epoch):
   }
 
 
+def _found_classifier(spec, record, directory):
+  return TrainedClassifier(
+      keras.models.load_model(
+          os.path.join(directory, "model.keras"), compile=False
+      ),
+      spec,
+      dict(record, reused=True),
+      directory,
+  )
+
+
 def classifier_checkpoints(store, config, dataset, seed, epochs, shard=None):
   """The classifier of `config` after each of `epochs`, trained or found.
 
   Training runs epoch by epoch, so the model after epoch e is the same
   whichever other epochs are kept, and experiments share it. If any of the
   checkpoints is missing, training restarts from initialisation and writes
-  the missing ones (a classifier trains in seconds to minutes).
+  the missing ones (a classifier trains in seconds to minutes); the
+  checkpoints that were already there are kept as they are.
 
   Args:
     store: an `ArtifactStore`.
@@ -163,14 +175,7 @@ def classifier_checkpoints(store, config, dataset, seed, epochs, shard=None):
   if all(record is not None for record in records):
     logging.info("Classifier checkpoints %s found in the store.", epochs)
     return [
-        TrainedClassifier(
-            keras.models.load_model(
-                os.path.join(d, "model.keras"), compile=False
-            ),
-            spec,
-            dict(record, reused=True),
-            d,
-        )
+        _found_classifier(spec, record, d)
         for spec, record, d in zip(specs, records, directories)
     ]
 
@@ -186,6 +191,14 @@ def classifier_checkpoints(store, config, dataset, seed, epochs, shard=None):
     if epoch not in epochs:
       continue
     index = epochs.index(epoch)
+    if records[index] is not None:
+      # Finished before: other artifacts were computed from that very
+      # checkpoint, so it is kept rather than saved anew (on a GPU the
+      # retrained weights need not be the same).
+      result.append(
+          _found_classifier(specs[index], records[index], directories[index])
+      )
+      continue
     metrics = classifiers.evaluate_classifier(model, dataset)
     logging.info(
         "Classifier %s at epoch %d: train accuracy %.4f, test accuracy %.4f.",

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from repro import classifiers
 from repro import estimators
 from repro import inversion
 from repro import pipeline
@@ -105,3 +106,29 @@ def test_other_estimates_are_stored_and_recomputed_only_when_new(tmp_path):
   assert condition.calls == 2
   assert bits[0] == first[0] and bits[2] == first[1]
   assert len(list(tmp_path.glob("estimate/*/record.json"))) == 3
+
+
+def test_a_finished_classifier_checkpoint_is_kept_when_others_are_added(
+    tmp_path,
+):
+  data = FakeDataset(*dataset().__dict__.values())
+  data = dataclasses.replace(
+      data,
+      train_images=np.tile(data.train_images, (1, 2, 2, 1)),
+      test_images=np.tile(data.test_images, (1, 2, 2, 1)),
+      image_shape=(8, 8, 1),
+  )
+  store = store_lib.ArtifactStore(str(tmp_path))
+  config = classifiers.ClassifierConfig(width=2, hidden_units=4, batch_size=8)
+  (first,) = pipeline.classifier_checkpoints(store, config, data, 0, [2])
+  path = tmp_path / "classifier" / first.directory.split("/")[-1]
+  saved = (path / "model.keras").read_bytes()
+  record = (path / store_lib.RECORD).read_text()
+
+  initial, again = pipeline.classifier_checkpoints(
+      store, config, data, 0, [0, 2]
+  )
+  assert not initial.record["reused"] and again.record["reused"]
+  assert again.directory == first.directory
+  assert (path / "model.keras").read_bytes() == saved
+  assert (path / store_lib.RECORD).read_text() == record
