@@ -101,6 +101,7 @@ class Study:
     self.done = 0
     self.dims = float(np.prod(self.dataset.image_shape))
     self.models = []
+    self.estimates = {"computed": 0, "found": 0}
 
   def check_layers(self, layers, config=None):
     """Fails before any training if a layer name is not in the classifier."""
@@ -269,7 +270,8 @@ class Study:
 
     `restored` counts the found inversion models and decoders whose
     networks this run built and restored, to draw samples or
-    reconstructions that the store did not hold yet.
+    reconstructions that the store did not hold yet; `estimates` counts
+    the other estimators' estimates it computed and found.
     """
     records = [m.record for m in self.models]
     records += [d.record for d in self.decoders]
@@ -279,6 +281,7 @@ class Study:
         "reused": sum(bool(r["reused"]) for r in records),
         "restored": sum(a.restored for a in self.models + self.decoders),
         "skipped": self.skipped,
+        "estimates": dict(self.estimates),
     }
 
 
@@ -417,14 +420,21 @@ def _estimator_rows(study, others, conditions, **extra):
   """
   rows = []
   for kind, condition in conditions:
-    rows += others.rows_of(
-        condition.name,
-        kind,
-        pipeline.other_estimates(study.store, study.dataset, condition, others),
-        len(study.dataset.test_labels),
-        study.dataset.num_classes,
-        **extra,
+    bits, computed = pipeline.other_estimates(
+        study.store, study.dataset, condition, others, study.shard
     )
+    study.estimates["computed"] += computed
+    study.estimates["found"] += sum(b is not None for b in bits) - computed
+    # A shard writes no results: it only computes the estimates it owns.
+    if study.shard is None:
+      rows += others.rows_of(
+          condition.name,
+          kind,
+          bits,
+          len(study.dataset.test_labels),
+          study.dataset.num_classes,
+          **extra,
+      )
   return rows
 
 
@@ -535,18 +545,15 @@ def mi_per_layer(
       )
     decoder_rows, decoder_keys = study.reconstructions(columns, indices, arrays)
 
-  estimator_rows = []
-  # A shard writes no results, so it skips the estimates.
-  if shard is None:
-    estimator_rows = _estimator_rows(
-        study,
-        others,
-        _control_conditions(study, controls)
-        + [
-            ("layer", pipeline.layer_condition(trained_classifier, layer))
-            for layer in layers
-        ],
-    )
+  estimator_rows = _estimator_rows(
+      study,
+      others,
+      _control_conditions(study, controls)
+      + [
+          ("layer", pipeline.layer_condition(trained_classifier, layer))
+          for layer in layers
+      ],
+  )
 
   results = {
       "experiment": "mi_per_layer",
@@ -789,12 +796,9 @@ def mi_training_dynamics(
     row["group"] = "controls"
   indices = sample_indices(study.dataset.test_labels, num_sample_images)
   arrays = {"originals": study.dataset.test_images[indices]}
-  # A shard writes no results, so it skips the estimates.
-  estimator_rows = []
-  if shard is None:
-    estimator_rows = _estimator_rows(
-        study, others, _control_conditions(study, controls), group="controls"
-    )
+  estimator_rows = _estimator_rows(
+      study, others, _control_conditions(study, controls), group="controls"
+  )
   for epoch, checkpoint in zip(epochs, checkpoints):
     layer_rows, models = _layer_rows(
         study, checkpoint, layers, unconditional, bootstrap_resamples
@@ -805,17 +809,16 @@ def mi_training_dynamics(
     arrays[f"epoch_{epoch}"] = study.samples(
         models[layers[-1]], indices, samples_per_image
     )
-    if shard is None:
-      estimator_rows += _estimator_rows(
-          study,
-          others,
-          [
-              ("layer", pipeline.layer_condition(checkpoint, layer))
-              for layer in layers
-          ],
-          group=f"epoch {epoch}",
-          epoch=epoch,
-      )
+    estimator_rows += _estimator_rows(
+        study,
+        others,
+        [
+            ("layer", pipeline.layer_condition(checkpoint, layer))
+            for layer in layers
+        ],
+        group=f"epoch {epoch}",
+        epoch=epoch,
+    )
 
   results = {
       "experiment": "mi_training_dynamics",

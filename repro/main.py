@@ -240,7 +240,7 @@ def run(
   _replace_directory(staging, output_dir)
   logging.info(
       "%s done in %.0f s: %d artifacts trained, %d reused (%d of them "
-      "restored to draw new samples); results in %s.",
+      "restored to draw new samples or reconstructions); results in %s.",
       name,
       results["seconds"],
       results["artifacts"]["trained"],

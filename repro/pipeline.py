@@ -13,6 +13,7 @@ reads files and draws figures.
 """
 
 import dataclasses
+import hashlib
 import os
 import time
 
@@ -24,6 +25,7 @@ from absl import logging
 from repro import classifiers
 from repro import conditioning as conditioning_lib
 from repro import decoder as decoder_lib
+from repro import estimators
 from repro import inversion
 from repro import store as store_lib
 from repro import training
@@ -82,11 +84,27 @@ def dataset_spec(dataset):
       "num_train": int(dataset.train_images.shape[0]),
       "num_test": int(dataset.test_images.shape[0]),
       "image_shape": list(dataset.image_shape),
-      "train_fingerprint": store_lib.fingerprint(
-          [int(v) for v in dataset.train_labels[:64]]
-          + [int(dataset.train_images.sum())]
+      "train_fingerprint": _split_fingerprint(
+          dataset.train_images, dataset.train_labels
       ),
   }
+
+
+def _split_fingerprint(images, labels):
+  """A hash of a split's first labels and of the sum of its pixels."""
+  return store_lib.fingerprint(
+      [int(v) for v in labels[:64]] + [int(images.sum())]
+  )
+
+
+def _split_sha256(images, labels):
+  """The SHA-256 of every image and label of a split, in order."""
+  digest = hashlib.sha256()
+  for array in (images, labels):
+    array = np.ascontiguousarray(array)
+    digest.update(f"{array.dtype}{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
 
 
 def pixelcnn_spec(config):
@@ -324,34 +342,53 @@ def control_condition(kind, dataset, conditioning="spatial"):
   raise ValueError(f"Control {kind!r}; accepted: {CONTROLS}.")
 
 
-def other_estimates(store, dataset, condition, others):
+# What each other estimator computes, for the keys of its estimates: a
+# change of method is a new key, never a stale estimate read back.
+_ESTIMATE_METHODS = {
+    estimators.BINNING: "entropy of equal-width bins over each layer's "
+    "min..max on the test activations",
+    estimators.KDE: "pairwise-distance upper bound of Kolchinsky and Tracey "
+    "(2017) with Gaussian noise",
+}
+
+
+def other_estimates(store, dataset, condition, others, shard=None):
   """The binning and kernel density estimates of a condition, stored.
 
   Each estimate on the test activations is an artifact of its own, keyed
-  by the data, the condition and the estimator's setting, so that a run
-  that finds them all computes no activations, and a changed setting
-  recomputes only its own estimates.
+  by the data (the test split included), the condition, the estimator and
+  its setting, so that a run that finds them all computes no activations,
+  and a changed setting recomputes only its own estimates.
 
   Args:
     store: an `ArtifactStore`.
     dataset: the `Dataset`; the estimates see its test split.
     condition: a `Condition` with a shape.
     others: an `estimators.OtherEstimators`.
+    shard: a `Shard`, or None when one process runs everything.
 
   Returns:
-    One estimate in bits per entry of `others.measures()`, in its order.
+    `(bits, computed)`: one estimate in bits per entry of
+    `others.measures()`, in its order, None for an estimate of another
+    shard; and how many of them this call computed.
   """
   activations = None
   bits = []
+  computed = 0
   for estimator, parameter, value in others.measures():
     spec = {
         "dataset": dataset_spec(dataset),
+        "test_sha256": _split_sha256(dataset.test_images, dataset.test_labels),
         "condition": condition.source,
         "split": "test",
         "estimator": estimator,
+        "method": _ESTIMATE_METHODS[estimator],
         "parameter": {parameter: value},
     }
     directory = store.directory("estimate", spec)
+    if shard is not None and not shard.owns(directory):
+      bits.append(None)
+      continue
     record = store.record(directory)
     if record is None:
       if activations is None:
@@ -364,6 +401,7 @@ def other_estimates(store, dataset, condition, others):
           "spec": spec,
       }
       store.finish(directory, record)
+      computed += 1
       logging.info(
           "%s (%s %s) of %s: %.2f bits in %.1f s.",
           estimator,
@@ -374,7 +412,7 @@ def other_estimates(store, dataset, condition, others):
           record["seconds"],
       )
     bits.append(float(record["bits"]))
-  return bits
+  return bits, computed
 
 
 class _Stored:

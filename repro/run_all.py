@@ -16,6 +16,7 @@ experiment that fails stops the run, which exits non-zero naming it.
 
 import gc
 import os
+import re
 import sys
 
 from absl import app
@@ -62,13 +63,16 @@ def shard_bindings(shard):
   """The gin bindings of `--shard=INDEX/COUNT`; none for None."""
   if shard is None:
     return []
-  index, _, count = shard.partition("/")
-  if not (index.isdigit() and count.isdigit()):
+  match = re.fullmatch(r"([0-9]+)/([0-9]+)", shard)
+  if match is None or not 0 <= int(match[1]) < int(match[2]):
     raise ValueError(
-        f"--shard={shard}; accepted: INDEX/COUNT with whole numbers, e.g. "
-        "0/4."
+        f"--shard={shard}; accepted: INDEX/COUNT with whole numbers, "
+        "0 <= INDEX < COUNT, e.g. 0/4."
     )
-  return [f"run.shard_index = {int(index)}", f"run.num_shards = {int(count)}"]
+  return [
+      f"run.shard_index = {int(match[1])}",
+      f"run.num_shards = {int(match[2])}",
+  ]
 
 
 def check_selection(scale, names):
@@ -91,6 +95,24 @@ def experiment_files(name, scale, extra_files):
   return files + list(extra_files)
 
 
+def parse(name, scale, extra_files, params):
+  """Parses one experiment's configuration, checking that it is that one.
+
+  Raises:
+    main.ConfigError: if the configuration is invalid, or if the extra
+      files or bindings make it run another experiment.
+  """
+  gin.clear_config()
+  main_lib.parse_config(experiment_files(name, scale, extra_files), params)
+  bound = gin.query_parameter("run.experiment").selector
+  if bound != name:
+    raise main_lib.ConfigError(
+        f"The gin files and bindings given to run_all bind run.experiment "
+        f"to {bound!r} in the configuration of {name!r}; accepted: files "
+        "and bindings that leave run.experiment alone."
+    )
+
+
 def output_dir(root, name, scale):
   if scale == "embedded":
     return os.path.join(root, name)
@@ -111,15 +133,22 @@ def run_experiments(names, scale, extra_files, params, output_root):
     None when all of them finished, else a line naming the experiment that
     failed and why; the error has been logged.
   """
+  # Every configuration is read first, so that a misspelt name or a bad
+  # value in any of them stops the run before anything is trained.
+  for name in names:
+    try:
+      parse(name, scale, extra_files, params)
+    except main_lib._USER_ERRORS as error:
+      logging.error("%s: %s: %s", name, type(error).__name__, error)
+      return f"experiment {name} failed: {type(error).__name__}: {error}"
   for index, name in enumerate(names, 1):
-    print(f"== [{index}/{len(names)}] {name} ({scale} scale)", flush=True)
+    logging.info("== [%d/%d] %s (%s scale)", index, len(names), name, scale)
     # Each experiment starts from its own configuration alone, and what
     # the last one built is freed before this one builds.
-    gin.clear_config()
     keras.backend.clear_session()
     gc.collect()
     try:
-      main_lib.parse_config(experiment_files(name, scale, extra_files), params)
+      parse(name, scale, extra_files, params)
       main_lib.run(output_dir(output_root, name, scale))
     except main_lib._USER_ERRORS as error:
       logging.error("%s: %s: %s", name, type(error).__name__, error)
@@ -158,9 +187,10 @@ def main(argv):
   )
   if failed is not None:
     sys.exit(f"run_all: {failed}")
+  count = len(_EXPERIMENTS.value)
   print(
-      f"run_all: all {len(_EXPERIMENTS.value)} experiments done "
-      f"({_SCALE.value} scale).",
+      f"run_all: {'all ' if count > 1 else ''}{count} "
+      f"experiment{'s' if count > 1 else ''} done ({_SCALE.value} scale).",
       flush=True,
   )
 

@@ -1,7 +1,8 @@
 """The real command line, at smoke scale, into temporary directories.
 
-Every shipped experiment file runs through `python -m repro.main` with
-`gin/scale/smoke.gin`; the tests never write into paper_figures/.
+Every shipped experiment file runs with `gin/scale/smoke.gin` through
+`run_all.sh` (all four in one process), and `python -m repro.main` runs
+them one at a time; the tests never write into paper_figures/.
 """
 
 import csv
@@ -244,6 +245,11 @@ def test_a_second_run_reuses_every_artifact(runs, cache_dir, tmp_path):
   second = read(tmp_path / "again", "results.json")
   assert second["artifacts"]["trained"] == 0
   assert second["artifacts"]["restored"] == 0
+  assert first["artifacts"]["estimates"]["computed"] > 0
+  assert second["artifacts"]["estimates"] == {
+      "computed": 0,
+      "found": len(first["estimators"]["rows"]),
+  }
   assert second["artifacts"]["reused"] == (
       first["artifacts"]["trained"] + first["artifacts"]["reused"]
   )
@@ -330,6 +336,7 @@ def test_a_second_run_all_trains_restores_and_recomputes_nothing(
     second = read(tmp_path / "smoke" / name, "results.json")
     assert second["artifacts"]["trained"] == 0, name
     assert second["artifacts"]["restored"] == 0, name
+    assert second["artifacts"]["estimates"]["computed"] == 0, name
     assert second["rows"] == [dict(r, reused=True) for r in first["rows"]]
     assert second.get("estimators") == first.get("estimators"), name
     for table in ("results.md", "estimators.md", "reconstructions.md"):
@@ -368,7 +375,17 @@ def test_run_all_stops_at_a_failing_experiment_and_names_it(
         ("--scale=huge", "--scale=huge; accepted: embedded, paper, smoke"),
         ("--experiments=mi_per_layer,typo", "--experiments=mi_per_layer,typo"),
         ("--shard=1-4", "--shard=1-4; accepted: INDEX/COUNT"),
+        ("--shard=4/4", "--shard=4/4; accepted: INDEX/COUNT"),
         ("--output_dir=/tmp/x", "pass --output_root"),
+        (
+            "--gin_param=run.experiment = @mi_per_layer",
+            "bind run.experiment to 'mi_per_layer' in the configuration of "
+            "'inversion_samples'",
+        ),
+        (
+            "--gin_param=mi_training_dynamics.epoch = [1]",
+            "experiment mi_training_dynamics failed",
+        ),
     ],
 )
 def test_run_all_refuses_a_bad_argument_naming_it(argument, shown, tmp_path):

@@ -172,6 +172,7 @@ def test_the_model_saved_again_reuses_every_model_and_its_results(
       "reused": 0,
       "restored": 0,
       "skipped": 0,
+      "estimates": {"computed": 0, "found": 0},
   }
   # The first run took well over a second, so the time Keras writes into
   # the new file differs from the one in the old.
@@ -190,6 +191,7 @@ def test_the_model_saved_again_reuses_every_model_and_its_results(
       "reused": 3,
       "restored": 0,
       "skipped": 0,
+      "estimates": {"computed": 0, "found": 0},
   }
   assert second["rows"] == [dict(r, reused=True) for r in first["rows"]]
   assert second["config_fingerprint"] == first["config_fingerprint"]

@@ -89,23 +89,42 @@ def test_other_estimates_are_stored_and_recomputed_only_when_new(tmp_path):
   store = store_lib.ArtifactStore(str(tmp_path))
   condition = CountingCondition(data)
   others = estimators.OtherEstimators(bin_counts=(2,), kde_noise_variance=0.1)
-  first = pipeline.other_estimates(store, data, condition, others)
-  assert condition.calls == 1
+  first, computed = pipeline.other_estimates(store, data, condition, others)
+  assert condition.calls == 1 and computed == 2
   expected = [
       others.estimate(m, data.test_images.astype(np.float32))
       for m in others.measures()
   ]
   assert first == expected
 
-  assert pipeline.other_estimates(store, data, condition, others) == first
+  assert pipeline.other_estimates(store, data, condition, others) == (first, 0)
   assert condition.calls == 1
 
   # A new bin count is one new estimate; the others come from the store.
   more = estimators.OtherEstimators(bin_counts=(2, 30), kde_noise_variance=0.1)
-  bits = pipeline.other_estimates(store, data, condition, more)
-  assert condition.calls == 2
+  bits, computed = pipeline.other_estimates(store, data, condition, more)
+  assert condition.calls == 2 and computed == 1
   assert bits[0] == first[0] and bits[2] == first[1]
   assert len(list(tmp_path.glob("estimate/*/record.json"))) == 3
+
+  # Other test images are other estimates.
+  changed = dataclasses.replace(data, test_images=data.test_images[::-1])
+  assert pipeline.other_estimates(store, changed, condition, others)[1] == 2
+
+  # A shard computes only the estimates it owns.
+  shards = [
+      pipeline.other_estimates(
+          store_lib.ArtifactStore(str(tmp_path / "sharded")),
+          data,
+          condition,
+          more,
+          pipeline.Shard(index, 2),
+      )
+      for index in range(2)
+  ]
+  assert sum(computed for _, computed in shards) == 3
+  for (a, _), (b, _) in [shards, shards[::-1]]:
+    assert all((x is None) != (y is None) for x, y in zip(a, b))
 
 
 def test_a_finished_classifier_checkpoint_is_kept_when_others_are_added(

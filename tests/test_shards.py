@@ -47,10 +47,11 @@ def test_shards_split_the_models_and_a_plain_run_gathers(tmp_path):
   trained = [log.count(": training in ") for log in logs]
   assert all(count > 0 for count in trained), trained
   # Inversion models and MSE decoders alike.
-  records = glob.glob(str(cache_dir / "*" / "*" / "record.json"))
-  classifiers = glob.glob(str(cache_dir / "classifier" / "*" / "record.json"))
-  assert len(records) - len(classifiers) == sum(trained)
-  assert glob.glob(str(cache_dir / "decoder" / "*" / "record.json"))
+  models = glob.glob(str(cache_dir / "inversion" / "*" / "record.json"))
+  decoders = glob.glob(str(cache_dir / "decoder" / "*" / "record.json"))
+  assert decoders and len(models) + len(decoders) == sum(trained)
+  # The shards computed every other estimate between them.
+  assert glob.glob(str(cache_dir / "estimate" / "*" / "record.json"))
 
   gather = subprocess.run(
       command(tmp_path / "out", cache_dir),
@@ -65,6 +66,10 @@ def test_shards_split_the_models_and_a_plain_run_gathers(tmp_path):
   assert results["artifacts"]["trained"] == 0
   assert results["artifacts"]["skipped"] == 0
   assert results["artifacts"]["reused"] == sum(trained) + 1  # + classifier
+  assert results["artifacts"]["estimates"]["computed"] == 0
+  assert results["artifacts"]["estimates"]["found"] == len(
+      results["estimators"]["rows"]
+  )
 
 
 def test_a_bad_shard_index_is_refused(tmp_path):
