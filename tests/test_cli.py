@@ -384,7 +384,7 @@ def test_run_all_stops_at_a_failing_experiment_and_names_it(
         ),
         (
             "--gin_param=mi_training_dynamics.epoch = [1]",
-            "experiment mi_training_dynamics failed",
+            "doesn't have a parameter named 'epoch'",
         ),
     ],
 )
