@@ -415,6 +415,21 @@ def other_estimates(store, dataset, condition, others, shard=None):
   return bits, computed
 
 
+def _placeholder_statistics(condition):
+  """Normalisation statistics for a network whose own will be restored.
+
+  A network's statistics are part of its checkpoint, so a found one is
+  built with these and gets its own when its weights are restored.
+
+  Returns:
+    `(zeros, ones)` per channel of the condition, or None without one.
+  """
+  if condition.shape is None:
+    return None
+  channels = condition.shape[-1]
+  return (np.zeros(channels), np.ones(channels))
+
+
 class _Stored:
   """A trained artifact's network: given, or built when first read.
 
@@ -503,10 +518,10 @@ def inversion_model(
     logging.info("%s: left to another shard.", label)
     return None
   record = store.record(directory)
+  strategy = training.distribution_strategy(train_config.strategy)
 
   def build(statistics):
     keras.utils.set_random_seed(seed)
-    strategy = training.distribution_strategy(train_config.strategy)
     with strategy.scope():
       return inversion.build_inversion_model(
           pixelcnn_config,
@@ -520,13 +535,7 @@ def inversion_model(
   if record is not None:
 
     def restored():
-      # The normalisation statistics are part of the checkpoint, so
-      # placeholders do until it is restored.
-      statistics = None
-      if condition.shape is not None:
-        channels = condition.shape[-1]
-        statistics = (np.zeros(channels), np.ones(channels))
-      model = build(statistics)
+      model = build(_placeholder_statistics(condition))
       training.restore(model, directory)
       return model
 
@@ -547,7 +556,6 @@ def inversion_model(
   if train_conditions is not None:
     statistics = conditioning_lib.activation_statistics(train_conditions)
   model = build(statistics)
-  strategy = training.distribution_strategy(train_config.strategy)
   logging.info("%s: training in %s.", label, directory)
   started = time.time()
   result = training.train(
@@ -721,13 +729,12 @@ def mse_decoder(store, dataset, condition, config, master_seed, shard=None):
   if record is not None:
 
     def restored():
-      # Statistics and mean pixel are restored with the weights.
-      channels = condition.shape[-1]
+      # The mean pixel, like the statistics, is restored with the weights.
       model = decoder_lib.build_decoder(
           config,
           condition.shape,
           dataset.image_shape,
-          (np.zeros(channels), np.ones(channels)),
+          _placeholder_statistics(condition),
           0.5,
       )
       decoder_lib.restore(model, directory)

@@ -119,6 +119,12 @@ def output_dir(root, name, scale):
   return os.path.join(root, scale, name)
 
 
+def _refused(name, error):
+  """Logs a bad input or refused action of an experiment; returns its line."""
+  logging.error("%s: %s: %s", name, type(error).__name__, error)
+  return f"experiment {name} failed: {type(error).__name__}: {error}"
+
+
 def run_experiments(names, scale, extra_files, params, output_root):
   """Runs the experiments in turn, stopping at the first that fails.
 
@@ -139,8 +145,7 @@ def run_experiments(names, scale, extra_files, params, output_root):
     try:
       parse(name, scale, extra_files, params)
     except main_lib._USER_ERRORS as error:
-      logging.error("%s: %s: %s", name, type(error).__name__, error)
-      return f"experiment {name} failed: {type(error).__name__}: {error}"
+      return _refused(name, error)
   for index, name in enumerate(names, 1):
     logging.info("== [%d/%d] %s (%s scale)", index, len(names), name, scale)
     # Each experiment starts from its own configuration alone, and what
@@ -151,8 +156,7 @@ def run_experiments(names, scale, extra_files, params, output_root):
       parse(name, scale, extra_files, params)
       main_lib.run(output_dir(output_root, name, scale))
     except main_lib._USER_ERRORS as error:
-      logging.error("%s: %s: %s", name, type(error).__name__, error)
-      return f"experiment {name} failed: {type(error).__name__}: {error}"
+      return _refused(name, error)
     except Exception as error:  # pylint: disable=broad-except
       logging.exception("%s failed.", name)
       return (

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from repro import data as data_lib
 from repro import decoder
 from repro import pipeline
 from repro import store as store_lib
@@ -19,23 +20,10 @@ def blobs(count, seed=0):
   return images + rng.integers(0, 30, images.shape).astype(np.uint8)
 
 
-@dataclasses.dataclass
-class FakeDataset:
-  """The fields of `data.Dataset` that the decoders read."""
-
-  train_images: np.ndarray
-  train_labels: np.ndarray
-  test_images: np.ndarray
-  test_labels: np.ndarray
-  name: str = "blobs"
-  image_shape: tuple = (8, 8, 1)
-  num_classes: int = 2
-
-
 def dataset():
   train, test = blobs(256, seed=0), blobs(32, seed=1)
-  return FakeDataset(
-      train, np.zeros(256, np.int64), test, np.zeros(32, np.int64)
+  return data_lib.Dataset(
+      "blobs", train, np.zeros(256, np.int64), test, np.zeros(32, np.int64), 2
   )
 
 

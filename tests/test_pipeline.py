@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 
 from repro import classifiers
+from repro import data as data_lib
 from repro import estimators
 from repro import inversion
 from repro import pipeline
@@ -12,24 +13,14 @@ from repro import store as store_lib
 from repro import training
 
 
-@dataclasses.dataclass
-class FakeDataset:
-  """The fields of `data.Dataset` that the pipeline reads."""
-
-  train_images: np.ndarray
-  train_labels: np.ndarray
-  test_images: np.ndarray
-  test_labels: np.ndarray
-  name: str = "noise"
-  image_shape: tuple = (4, 4, 1)
-  num_classes: int = 2
-
-
 def dataset():
+  """32 train and 16 test images of 4x4 noise, in two classes."""
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (48, 4, 4, 1)).astype(np.uint8)
   labels = np.arange(48, dtype=np.int64) % 2
-  return FakeDataset(images[:32], labels[:32], images[32:], labels[32:])
+  return data_lib.Dataset(
+      "noise", images[:32], labels[:32], images[32:], labels[32:], 2
+  )
 
 
 PIXELCNN = inversion.PixelCNNConfig(
@@ -130,12 +121,11 @@ def test_other_estimates_are_stored_and_recomputed_only_when_new(tmp_path):
 def test_a_finished_classifier_checkpoint_is_kept_when_others_are_added(
     tmp_path,
 ):
-  data = FakeDataset(*dataset().__dict__.values())
+  data = dataset()
   data = dataclasses.replace(
       data,
       train_images=np.tile(data.train_images, (1, 2, 2, 1)),
       test_images=np.tile(data.test_images, (1, 2, 2, 1)),
-      image_shape=(8, 8, 1),
   )
   store = store_lib.ArtifactStore(str(tmp_path))
   config = classifiers.ClassifierConfig(width=2, hidden_units=4, batch_size=8)
